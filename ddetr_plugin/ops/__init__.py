@@ -1,0 +1,6 @@
+"""Operators usable by any model: multi-scale deformable attention."""
+from .ms_deform_attn import multi_scale_deformable_attention
+from .native import native_available
+from .reference import ms_deform_attn_pytorch
+
+__all__ = ["multi_scale_deformable_attention", "native_available", "ms_deform_attn_pytorch"]

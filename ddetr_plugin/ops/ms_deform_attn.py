@@ -1,0 +1,95 @@
+"""Multi-scale deformable attention: the public entry point and the custom op glue.
+
+The native kernels are ``torch.library`` operators defined in C++
+(``ddetr::ms_deform_attn_forward`` / ``ddetr::ms_deform_attn_backward``). This
+module registers their autograd formula and fake (shape-only) implementations so
+that autograd, ``torch.compile(fullgraph=True)`` and ``torch.export`` go through
+them, and chooses between the native op and the PyTorch reference.
+"""
+import torch
+
+from .native import _C, native_unsupported_reason
+from .reference import ms_deform_attn_pytorch
+from .validation import check_ms_deform_attn_inputs
+
+BACKENDS = ("auto", "native", "pytorch")
+
+
+def multi_scale_deformable_attention(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+    im2col_step: int = 64,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """Multi-scale deformable attention (Zhu et al.).
+
+    Args:
+        value: (N, S, M, D), S = sum over levels of H_l * W_l.
+        spatial_shapes: (L, 2) int64 rows (H_l, W_l).
+        level_start_index: (L,) int64, first position of each level in S.
+        sampling_locations: (N, Lq, M, L, P, 2) normalized (x, y); pixel x = x * W_l - 0.5
+            and locations outside [0, 1] read zeros, as grid_sample(align_corners=False).
+        attention_weights: (N, Lq, M, L, P).
+        im2col_step: accepted for compatibility with the official op; a hint, never a constraint.
+        backend: "auto" (native when built for this device and dtype, else PyTorch),
+            "native" (error if unavailable) or "pytorch" (the reference).
+
+    Returns:
+        (N, Lq, M * D).
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"ms_deform_attn: backend must be one of {BACKENDS}, got {backend!r}")
+    check_ms_deform_attn_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    if backend != "pytorch":
+        reason = native_unsupported_reason(value.device.type, value.dtype)
+        if reason is None:
+            return torch.ops.ddetr.ms_deform_attn_forward(
+                value,
+                spatial_shapes.long(),
+                level_start_index.long(),
+                sampling_locations,
+                attention_weights,
+                int(im2col_step),
+            )
+        if backend == "native":
+            raise RuntimeError(f"ms_deform_attn: backend='native' requested but {reason}")
+    return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+
+
+def _register_native_op() -> None:
+    """Autograd and fake implementations of the C++-defined operators."""
+
+    @torch.library.register_fake("ddetr::ms_deform_attn_forward")
+    def _forward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
+        batch, _, heads, channels = value.shape
+        return value.new_empty((batch, sampling_locations.shape[1], heads * channels))
+
+    @torch.library.register_fake("ddetr::ms_deform_attn_backward")
+    def _backward_fake(
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output, im2col_step
+    ):
+        return (
+            value.new_empty(value.shape),
+            sampling_locations.new_empty(sampling_locations.shape),
+            attention_weights.new_empty(attention_weights.shape),
+        )
+
+    def setup_context(ctx, inputs, output):
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step = inputs
+        ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+        ctx.im2col_step = im2col_step
+
+    def backward(ctx, grad_output):
+        grad_value, grad_locations, grad_weights = torch.ops.ddetr.ms_deform_attn_backward(
+            *ctx.saved_tensors, grad_output.contiguous(), ctx.im2col_step
+        )
+        return grad_value, None, None, grad_locations, grad_weights, None
+
+    torch.library.register_autograd("ddetr::ms_deform_attn_forward", backward, setup_context=setup_context)
+
+
+if _C is not None:
+    _register_native_op()
