@@ -4,7 +4,8 @@
 // Autograd and the fake (meta) implementation are registered from Python in
 // ddetr_plugin/ops/ms_deform_attn.py; the per-device kernels register
 // themselves with TORCH_LIBRARY_IMPL (cpu/ always, cuda/ when compiled).
-#include <torch/extension.h>
+#include <pybind11/pybind11.h>
+#include <torch/library.h>
 
 #include "ms_deform_attn.h"
 

@@ -20,6 +20,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "ms_deform_attn.h"
@@ -58,10 +59,11 @@ struct Bilinear {
 
 // Returns false when the sample touches no pixel of the level and so adds
 // nothing to the output or any gradient. The range test also rejects NaN and
-// huge values before the float-to-int conversion.
+// huge values before the float-to-int conversion. Positions stay inside S
+// because check_levels() verified every level lies within it.
 template <typename scalar_t>
 inline bool locate(scalar_t loc_x, scalar_t loc_y, int64_t height, int64_t width, int64_t start,
-                   int64_t positions, Bilinear<scalar_t>& sample) {
+                   Bilinear<scalar_t>& sample) {
   const scalar_t x = loc_x * static_cast<scalar_t>(width) - scalar_t(0.5);
   const scalar_t y = loc_y * static_cast<scalar_t>(height) - scalar_t(0.5);
   if (!(x > scalar_t(-2) && x < static_cast<scalar_t>(width) + 1 && y > scalar_t(-2) &&
@@ -75,22 +77,22 @@ inline bool locate(scalar_t loc_x, scalar_t loc_y, int64_t height, int64_t width
   bool any = false;
   for (int corner = 0; corner < 4; ++corner) {
     const int64_t cx = x0 + (corner & 1), cy = y0 + (corner >> 1);
-    const int64_t position = start + cy * width + cx;
-    const bool inside = cx >= 0 && cx < width && cy >= 0 && cy < height && position >= 0 &&
-                        position < positions;
-    sample.position[corner] = inside ? position : -1;
+    const bool inside = cx >= 0 && cx < width && cy >= 0 && cy < height;
+    sample.position[corner] = inside ? start + cy * width + cx : -1;
     any = any || inside;
   }
   return any;
 }
 
-template <typename scalar_t>
+// kChannels > 0 fixes D at compile time (fully unrolled channel loops for the
+// common head sizes); 0 reads it from `s`.
+template <typename scalar_t, int kChannels>
 DDETR_CPU_CLONES void forward_rows(const scalar_t* value, const int64_t* spatial_shapes,
                                    const int64_t* level_start_index,
                                    const scalar_t* sampling_locations,
                                    const scalar_t* attention_weights, scalar_t* output,
                                    Sizes s, int64_t row_begin, int64_t row_end) {
-  const int64_t D = s.channels, M = s.heads, row_stride = M * D;
+  const int64_t D = kChannels > 0 ? kChannels : s.channels, M = s.heads, row_stride = M * D;
   std::vector<scalar_t> zeros(D, scalar_t(0));
   for (int64_t row = row_begin; row < row_end; ++row) {  // row = n * Lq + q
     const int64_t n = row / s.queries;
@@ -105,7 +107,7 @@ DDETR_CPU_CLONES void forward_rows(const scalar_t* value, const int64_t* spatial
           const int64_t sample_index = sample_base + l * s.points + p;
           Bilinear<scalar_t> sample;
           if (!locate(sampling_locations[2 * sample_index], sampling_locations[2 * sample_index + 1],
-                      height, width, level_start_index[l], s.positions, sample)) {
+                      height, width, level_start_index[l], sample)) {
             continue;
           }
           const scalar_t a = attention_weights[sample_index];
@@ -121,6 +123,7 @@ DDETR_CPU_CLONES void forward_rows(const scalar_t* value, const int64_t* spatial
           const scalar_t* __restrict v01 = corner[1];
           const scalar_t* __restrict v10 = corner[2];
           const scalar_t* __restrict v11 = corner[3];
+#pragma omp simd
           for (int64_t d = 0; d < D; ++d) {
             out[d] += w00 * v00[d] + w01 * v01[d] + w10 * v10[d] + w11 * v11[d];
           }
@@ -130,7 +133,7 @@ DDETR_CPU_CLONES void forward_rows(const scalar_t* value, const int64_t* spatial
   }
 }
 
-template <typename scalar_t>
+template <typename scalar_t, int kChannels>
 DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spatial_shapes,
                                      const int64_t* level_start_index,
                                      const scalar_t* sampling_locations,
@@ -138,7 +141,7 @@ DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spati
                                      scalar_t* grad_value, scalar_t* grad_sampling_locations,
                                      scalar_t* grad_attention_weights, Sizes s,
                                      int64_t task_begin, int64_t task_end) {
-  const int64_t D = s.channels, M = s.heads, row_stride = M * D;
+  const int64_t D = kChannels > 0 ? kChannels : s.channels, M = s.heads, row_stride = M * D;
   // Reads of outside corners come from `zeros`; their gradient goes to a
   // per-corner scratch row that is never read back.
   std::vector<scalar_t> buffers(5 * D, scalar_t(0));
@@ -157,7 +160,7 @@ DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spati
           const int64_t sample_index = sample_base + l * s.points + p;
           Bilinear<scalar_t> sample;
           if (!locate(sampling_locations[2 * sample_index], sampling_locations[2 * sample_index + 1],
-                      height, width, level_start_index[l], s.positions, sample)) {
+                      height, width, level_start_index[l], sample)) {
             continue;
           }
           const scalar_t a = attention_weights[sample_index];
@@ -182,6 +185,8 @@ DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spati
           scalar_t* __restrict g11 = grad_corner[3];
           const scalar_t a00 = a * b00, a01 = a * b01, a10 = a * b10, a11 = a * b11;
           scalar_t grad_a = 0, grad_x = 0, grad_y = 0;
+          // The reductions vectorize only when reassociation is allowed explicitly.
+#pragma omp simd reduction(+ : grad_a, grad_x, grad_y)
           for (int64_t d = 0; d < D; ++d) {
             const scalar_t g = go[d];
             grad_a += g * (b00 * v00[d] + b01 * v01[d] + b10 * v10[d] + b11 * v11[d]);
@@ -201,6 +206,21 @@ DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spati
   }
 }
 
+// Every level must lie inside the S value positions; this is what lets the
+// sampling loops index without per-corner bounds checks.
+void check_levels(const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
+                  int64_t positions) {
+  const int64_t* shapes = spatial_shapes.data_ptr<int64_t>();
+  const int64_t* starts = level_start_index.data_ptr<int64_t>();
+  for (int64_t l = 0; l < spatial_shapes.size(0); ++l) {
+    const int64_t height = shapes[2 * l], width = shapes[2 * l + 1], start = starts[l];
+    TORCH_CHECK(height > 0 && width > 0 && start >= 0 && start + height * width <= positions,
+                "ms_deform_attn: level ", l, " of shape (", height, ", ", width,
+                ") starting at ", start, " does not fit in the ", positions,
+                " value positions");
+  }
+}
+
 void check_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
                const at::Tensor& attention_weights) {
@@ -210,6 +230,17 @@ void check_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
   TORCH_CHECK(value.scalar_type() == at::kFloat || value.scalar_type() == at::kDouble,
               "ms_deform_attn (CPU kernel): float32 or float64 expected, got ",
               value.scalar_type());
+  check_levels(spatial_shapes.contiguous(), level_start_index.contiguous(), value.size(1));
+}
+
+// Calls body.template operator()<kChannels>() with D fixed for common head sizes.
+template <typename Body>
+void dispatch_channels(int64_t channels, const Body& body) {
+  switch (channels) {
+    case 32: body(std::integral_constant<int, 32>()); break;
+    case 64: body(std::integral_constant<int, 64>()); break;
+    default: body(std::integral_constant<int, 0>()); break;
+  }
 }
 
 }  // namespace
@@ -228,11 +259,13 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor&
   // Enough samples per task to amortize scheduling (~4k samples).
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s.heads * s.levels * s.points));
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_forward_cpu", [&] {
+    dispatch_channels(s.channels, [&](auto channels) {
     at::parallel_for(0, s.batch * s.queries, grain, [&](int64_t begin, int64_t end) {
-      forward_rows<scalar_t>(value_c.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(),
+      forward_rows<scalar_t, decltype(channels)::value>(value_c.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(),
                              starts_c.data_ptr<int64_t>(), locations_c.data_ptr<scalar_t>(),
                              weights_c.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(), s, begin,
                              end);
+    });
     });
   });
   return output;
@@ -259,12 +292,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
   const auto locations_c = sampling_locations.contiguous(), weights_c = attention_weights.contiguous();
   const auto grad_output_c = grad_output.contiguous();
   AT_DISPATCH_FLOATING_TYPES(value.scalar_type(), "ms_deform_attn_backward_cpu", [&] {
+    dispatch_channels(s.channels, [&](auto channels) {
     at::parallel_for(0, s.batch * s.heads, 1, [&](int64_t begin, int64_t end) {
-      backward_heads<scalar_t>(value_c.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(),
+      backward_heads<scalar_t, decltype(channels)::value>(value_c.data_ptr<scalar_t>(), shapes_c.data_ptr<int64_t>(),
                                starts_c.data_ptr<int64_t>(), locations_c.data_ptr<scalar_t>(),
                                weights_c.data_ptr<scalar_t>(), grad_output_c.data_ptr<scalar_t>(),
                                grad_value.data_ptr<scalar_t>(), grad_locations.data_ptr<scalar_t>(),
                                grad_weights.data_ptr<scalar_t>(), s, begin, end);
+    });
     });
   });
   return {grad_value, grad_locations, grad_weights};

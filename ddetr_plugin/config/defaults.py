@@ -1,0 +1,128 @@
+"""Every configuration key with its default.
+
+Defaults follow the official Deformable DETR (main.py of fundamentalvision/
+Deformable-DETR): ResNet-50 with frozen BN, 4 levels, 6+6 layers, 300 queries,
+91 classes, AdamW 2e-4 for 50 epochs of COCO at total batch 32. Variants are
+YAML diffs of these in configs/.
+"""
+import math
+
+from fvcore.common.config import CfgNode as CN
+
+_C = CN()
+# Python modules imported as soon as the config is loaded, so that user
+# components and datasets register themselves before anything is built.
+_C.IMPORTS = []
+_C.OUTPUT_DIR = "./output"
+_C.SEED = 42
+
+_C.MODEL = CN()
+_C.MODEL.META_ARCHITECTURE = "DeformableDETR"
+_C.MODEL.DEVICE = "cuda"
+_C.MODEL.WEIGHTS = ""
+_C.MODEL.NUM_CLASSES = 91
+# RGB, 0-255 (ImageNet statistics, as the official transforms)
+_C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+_C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+_C.MODEL.NUM_QUERIES = 300
+_C.MODEL.NUM_FEATURE_LEVELS = 4
+_C.MODEL.WITH_BOX_REFINE = False
+_C.MODEL.TWO_STAGE = False
+_C.MODEL.AUX_LOSS = True
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "ResNetBackbone"
+_C.MODEL.BACKBONE.DEPTH = 50  # 18, 34, 50, 101
+# "FrozenBN" (official, for pretrained weights), "BN", "SyncBN", "GN" (from scratch)
+_C.MODEL.BACKBONE.NORM = "FrozenBN"
+# torchvision stage names; the official trains layer2-layer4
+_C.MODEL.BACKBONE.TRAIN_LAYERS = ["layer2", "layer3", "layer4"]
+# stages whose outputs feed the transformer (strides 8, 16, 32)
+_C.MODEL.BACKBONE.OUT_FEATURES = ["layer2", "layer3", "layer4"]
+_C.MODEL.BACKBONE.DILATION = False  # DC5: dilate layer4 instead of striding it
+# local torchvision/timm ResNet state dict; empty: random initialisation
+_C.MODEL.BACKBONE.PRETRAINED = ""
+
+_C.MODEL.POSITION_ENCODING = CN()
+_C.MODEL.POSITION_ENCODING.NAME = "PositionEmbeddingSine"
+_C.MODEL.POSITION_ENCODING.NUM_POS_FEATS = 128  # per axis: d_model / 2
+_C.MODEL.POSITION_ENCODING.TEMPERATURE = 10000
+_C.MODEL.POSITION_ENCODING.NORMALIZE = True
+_C.MODEL.POSITION_ENCODING.SCALE = 2 * math.pi
+_C.MODEL.POSITION_ENCODING.OFFSET = -0.5
+
+_C.MODEL.TRANSFORMER = CN()
+_C.MODEL.TRANSFORMER.NAME = "DeformableTransformer"
+_C.MODEL.TRANSFORMER.D_MODEL = 256
+_C.MODEL.TRANSFORMER.NHEADS = 8
+_C.MODEL.TRANSFORMER.ENC_LAYERS = 6
+_C.MODEL.TRANSFORMER.DEC_LAYERS = 6
+_C.MODEL.TRANSFORMER.DIM_FEEDFORWARD = 1024
+_C.MODEL.TRANSFORMER.DROPOUT = 0.1
+_C.MODEL.TRANSFORMER.ACTIVATION = "relu"
+_C.MODEL.TRANSFORMER.ENC_N_POINTS = 4
+_C.MODEL.TRANSFORMER.DEC_N_POINTS = 4
+_C.MODEL.TRANSFORMER.IM2COL_STEP = 64
+_C.MODEL.TRANSFORMER.MSDA_BACKEND = "auto"  # "auto", "native", "pytorch"
+
+_C.MODEL.MATCHER = CN()
+_C.MODEL.MATCHER.NAME = "HungarianMatcher"
+_C.MODEL.MATCHER.COST_CLASS = 2.0
+_C.MODEL.MATCHER.COST_BBOX = 5.0
+_C.MODEL.MATCHER.COST_GIOU = 2.0
+_C.MODEL.MATCHER.FOCAL_ALPHA = 0.25
+_C.MODEL.MATCHER.FOCAL_GAMMA = 2.0
+
+_C.MODEL.CRITERION = CN()
+_C.MODEL.CRITERION.NAME = "SetCriterion"
+_C.MODEL.CRITERION.LOSS_CLASS_WEIGHT = 2.0
+_C.MODEL.CRITERION.LOSS_BBOX_WEIGHT = 5.0
+_C.MODEL.CRITERION.LOSS_GIOU_WEIGHT = 2.0
+_C.MODEL.CRITERION.FOCAL_ALPHA = 0.25
+_C.MODEL.CRITERION.FOCAL_GAMMA = 2.0
+# class-agnostic loss on the two-stage encoder proposals ("_enc" terms)
+_C.MODEL.CRITERION.ENC_LOSS = True
+
+_C.MODEL.POSTPROCESSOR = CN()
+_C.MODEL.POSTPROCESSOR.NAME = "DetectionPostProcessor"
+
+_C.INPUT = CN()
+_C.INPUT.MIN_SIZE_TRAIN = [480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800]
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800
+_C.INPUT.MAX_SIZE_TEST = 1333
+_C.INPUT.RANDOM_FLIP = True
+# with probability 0.5: resize shortest side to one of RESIZE, crop a random
+# region of side in SIZE, then the multi-scale resize
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.ENABLED = True
+_C.INPUT.CROP.RESIZE = [400, 500, 600]
+_C.INPUT.CROP.SIZE = [384, 600]
+
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ["coco_2017_train"]
+_C.DATASETS.TEST = ["coco_2017_val"]
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 2
+
+_C.SOLVER = CN()
+_C.SOLVER.IMS_PER_BATCH = 32  # total over all processes
+_C.SOLVER.BASE_LR = 2e-4
+_C.SOLVER.BACKBONE_LR_MULTIPLIER = 0.1
+# sampling_offsets and reference_points, as the official lr_linear_proj_mult
+_C.SOLVER.LINEAR_PROJ_LR_MULTIPLIER = 0.1
+_C.SOLVER.WEIGHT_DECAY = 1e-4
+_C.SOLVER.BETAS = [0.9, 0.999]
+# 50 epochs of COCO train2017 (117,266 images with boxes) at batch 32; drop at epoch 40
+_C.SOLVER.MAX_ITER = 183250
+_C.SOLVER.STEPS = [146600]
+_C.SOLVER.GAMMA = 0.1
+_C.SOLVER.WARMUP_ITERS = 0
+_C.SOLVER.WARMUP_FACTOR = 0.001
+_C.SOLVER.CLIP_MAX_NORM = 0.1
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+
+_C.TEST = CN()
+_C.TEST.EVAL_PERIOD = 0  # 0: evaluate at the end only
+_C.TEST.DETECTIONS_PER_IMAGE = 100
