@@ -99,7 +99,7 @@ def main():
             "pyyaml>=5.1",
             "termcolor>=1.1",
         ],
-        extras_require={"test": ["pytest>=7", "expecttest"]},
+        extras_require={"test": ["pytest>=7", "transformers>=4.40", "safetensors"]},
         ext_modules=[build_extension()],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         zip_safe=False,

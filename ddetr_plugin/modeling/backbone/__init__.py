@@ -1,0 +1,5 @@
+"""Backbones: images (B, 3, H, W) -> named feature maps, with channels and strides in output_shape()."""
+from .base import Backbone, ShapeSpec
+from .resnet import ResNetBackbone
+
+__all__ = ["Backbone", "ResNetBackbone", "ShapeSpec"]

@@ -1,0 +1,165 @@
+"""ResNet backbone over torchvision's ResNets, laid out like the official checkpoint.
+
+Parameters live under ``body`` with torchvision's names (``body.conv1``,
+``body.layer1.0.conv1``, ...), so the official keys ``backbone.0.body.*`` load
+after a prefix rename, and a torchvision or timm ResNet state dict loads as is
+(timm's ResNet uses torchvision's parameter names).
+"""
+import logging
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+import torchvision
+from fvcore.common.config import CfgNode
+from iopath.common.file_io import g_pathmgr
+from torch import nn
+from torchvision.ops import FrozenBatchNorm2d
+
+from ...registry import BACKBONE_REGISTRY
+from .base import Backbone, ShapeSpec
+
+logger = logging.getLogger(__name__)
+
+RESNET_BUILDERS = {
+    18: torchvision.models.resnet18,
+    34: torchvision.models.resnet34,
+    50: torchvision.models.resnet50,
+    101: torchvision.models.resnet101,
+    152: torchvision.models.resnet152,
+}
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+# modules of torchvision's ResNet before the stages; avgpool and fc are dropped
+STEM = ("conv1", "bn1", "relu", "maxpool")
+
+
+def norm_layer(norm: str) -> Callable[[int], nn.Module]:
+    """The normalisation for ``norm``: "FrozenBN" (official), "BN", "SyncBN" or "GN" (32 groups)."""
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d
+    if norm == "BN":
+        return nn.BatchNorm2d
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm
+    if norm == "GN":
+        return lambda channels: nn.GroupNorm(32, channels)
+    raise ValueError(f"ResNetBackbone: norm must be one of 'FrozenBN', 'BN', 'SyncBN', 'GN', got {norm!r}")
+
+
+@BACKBONE_REGISTRY.register()
+class ResNetBackbone(Backbone):
+    """A torchvision ResNet returning the outputs of the stages in ``out_features``.
+
+    Stages after the deepest one in ``out_features`` are not built. Parameters outside
+    ``train_layers`` get ``requires_grad=False``. With "BN"/"SyncBN" the running
+    statistics of frozen stages still update in training mode; "FrozenBN" keeps them fixed.
+    Weights are torchvision's initialisation (no zero-initialised residual BN) unless
+    ``pretrained`` names a local state dict; nothing is downloaded.
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        norm: str = "FrozenBN",
+        train_layers: list[str] | tuple[str, ...] = ("layer2", "layer3", "layer4"),
+        out_features: list[str] | tuple[str, ...] = ("layer2", "layer3", "layer4"),
+        dilation: bool = False,
+        pretrained: str | None = None,
+    ):
+        """
+        Args:
+            depth: 18, 34, 50, 101 or 152.
+            norm: "FrozenBN", "BN", "SyncBN" or "GN".
+            train_layers: names among conv1, bn1, layer1..layer4 whose parameters train.
+            out_features: stages returned by forward, among layer1..layer4.
+            dilation: DC5, layer4 dilated instead of strided (stride 16 instead of 32);
+                needs a bottleneck ResNet (depth >= 50).
+            pretrained: path of a torchvision/timm ResNet state dict to load, or None.
+        """
+        super().__init__()
+        if depth not in RESNET_BUILDERS:
+            raise ValueError(f"ResNetBackbone: depth must be one of {sorted(RESNET_BUILDERS)}, got {depth!r}")
+        if not out_features or any(name not in STAGES for name in out_features):
+            raise ValueError(f"ResNetBackbone: out_features must be a non-empty subset of {STAGES}, "
+                             f"got {list(out_features)}")
+        if dilation and depth < 50:
+            raise ValueError(f"ResNetBackbone: dilation (DC5) needs depth 50 or more, got depth {depth}")
+        resnet = RESNET_BUILDERS[depth](
+            weights=None, norm_layer=norm_layer(norm), replace_stride_with_dilation=[False, False, dilation]
+        )
+        last_stage = max(STAGES.index(name) for name in out_features)
+        kept = STEM + STAGES[: last_stage + 1]
+        unknown_train = [name for name in train_layers if name not in kept or name in ("relu", "maxpool")]
+        if unknown_train:
+            raise ValueError(f"ResNetBackbone: train_layers {unknown_train} are not layers with parameters in "
+                             f"this backbone (conv1, bn1, {', '.join(kept[len(STEM):])})")
+
+        self.body = nn.ModuleDict(OrderedDict((name, getattr(resnet, name)) for name in kept))
+        self.depth = depth
+        self._out_features = tuple(name for name in STAGES if name in out_features)
+        expansion = type(resnet.layer1[0]).expansion
+        self._output_shape = {
+            name: ShapeSpec(channels=64 * 2**i * expansion, stride=16 if name == "layer4" and dilation else 4 * 2**i)
+            for i, name in enumerate(STAGES)
+            if name in self._out_features
+        }
+        for name, parameter in self.body.named_parameters():
+            if name.split(".", 1)[0] not in train_layers:
+                parameter.requires_grad_(False)
+        if pretrained:
+            self.load_pretrained(pretrained)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        backbone = cfg.MODEL.BACKBONE
+        return {
+            "depth": backbone.DEPTH,
+            "norm": backbone.NORM,
+            "train_layers": list(backbone.TRAIN_LAYERS),
+            "out_features": list(backbone.OUT_FEATURES),
+            "dilation": backbone.DILATION,
+            "pretrained": backbone.PRETRAINED or None,
+        }
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """images (B, 3, H, W) normalised -> {stage: (B, C, ceil(H / stride), ceil(W / stride))}."""
+        features = {}
+        x = images
+        for name, module in self.body.items():
+            x = module(x)
+            if name in self._out_features:
+                features[name] = x
+        return features
+
+    def output_shape(self) -> dict[str, ShapeSpec]:
+        return dict(self._output_shape)
+
+    def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
+        """Load a torchvision/timm ResNet state dict (a plain dict of tensors, or one under "model" or
+        "state_dict") from ``path`` with ``weights_only=True``; the classifier and stages not built are
+        skipped, other missing and unexpected keys are logged by name.
+
+        Returns:
+            ``(missing_keys, unexpected_keys)``, the named tuple of ``load_state_dict``.
+        """
+        try:
+            with g_pathmgr.open(path, "rb") as f:
+                state_dict = torch.load(f, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"ResNetBackbone: pretrained weights not found: {path}") from None
+        if not isinstance(state_dict, dict):
+            raise ValueError(f"ResNetBackbone: {path} holds a {type(state_dict).__name__}, not a state dict")
+        for wrapper_key in ("model", "state_dict"):
+            if isinstance(state_dict.get(wrapper_key), dict):
+                state_dict = state_dict[wrapper_key]
+        skipped = {"fc", "avgpool"} | {name for name in STAGES if name not in self.body}
+        state_dict = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] not in skipped}
+        try:
+            incompatible = self.body.load_state_dict(state_dict, strict=False)
+        except RuntimeError as e:
+            raise RuntimeError(f"ResNetBackbone: weights in {path} do not fit ResNet-{self.depth}: {e}") from e
+        if incompatible.missing_keys:
+            logger.warning("Backbone weights %s lack: %s", path, ", ".join(incompatible.missing_keys))
+        if incompatible.unexpected_keys:
+            logger.warning("Backbone weights %s have unused: %s", path, ", ".join(incompatible.unexpected_keys))
+        return incompatible
