@@ -43,15 +43,11 @@ def find_cuda_home() -> str | None:
     return None
 
 
-def build_extension():
+def build_extension(cuda_home: str | None):
     import torch
     from torch.utils import cpp_extension
 
-    force = os.environ.get("FORCE_CUDA")
-    cuda_home = find_cuda_home() if force != "0" else None
-    with_cuda = cuda_home is not None or force == "1"
-    if force == "1" and cuda_home is None:
-        raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME")
+    with_cuda = cuda_home is not None
 
     sources = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc").glob("*.cpp"))]
     sources += [str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc" / "cpu").glob("*.cpp"))]
@@ -60,8 +56,6 @@ def build_extension():
     extra_compile_args = {"cxx": cxx_flags}
     extension_cls = cpp_extension.CppExtension
     if with_cuda:
-        os.environ["CUDA_HOME"] = cuda_home
-        cpp_extension.CUDA_HOME = cuda_home  # read once at import time
         archs = os.environ.get("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
         os.environ["TORCH_CUDA_ARCH_LIST"] = archs
         sources += [str(p.relative_to(ROOT)) for p in sorted((ROOT / "csrc" / "cuda").glob("*.cu"))]
@@ -81,6 +75,12 @@ def build_extension():
 
 
 def main():
+    force = os.environ.get("FORCE_CUDA")
+    cuda_home = find_cuda_home() if force != "0" else None
+    if force == "1" and cuda_home is None:
+        raise RuntimeError("FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME")
+    if cuda_home is not None:
+        os.environ["CUDA_HOME"] = cuda_home  # torch.utils.cpp_extension reads it at import
     from torch.utils.cpp_extension import BuildExtension
 
     setup(
@@ -100,7 +100,7 @@ def main():
             "termcolor>=1.1",
         ],
         extras_require={"test": ["pytest>=7", "transformers>=4.40", "safetensors"]},
-        ext_modules=[build_extension()],
+        ext_modules=[build_extension(cuda_home)],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         zip_safe=False,
     )
