@@ -184,19 +184,26 @@ DDETR_CPU_CLONES void backward_heads(const scalar_t* value, const int64_t* spati
           scalar_t* __restrict g10 = grad_corner[2];
           scalar_t* __restrict g11 = grad_corner[3];
           const scalar_t a00 = a * b00, a01 = a * b01, a10 = a * b10, a11 = a * b11;
-          scalar_t grad_a = 0, grad_x = 0, grad_y = 0;
+          // Everything the sample needs from grad_output is its dot product
+          // with each corner: the attention and location gradients are fixed
+          // combinations of those four numbers.
+          scalar_t dot00 = 0, dot01 = 0, dot10 = 0, dot11 = 0;
           // The reductions vectorize only when reassociation is allowed explicitly.
-#pragma omp simd reduction(+ : grad_a, grad_x, grad_y)
+#pragma omp simd reduction(+ : dot00, dot01, dot10, dot11)
           for (int64_t d = 0; d < D; ++d) {
             const scalar_t g = go[d];
-            grad_a += g * (b00 * v00[d] + b01 * v01[d] + b10 * v10[d] + b11 * v11[d]);
-            grad_x += g * ((1 - fy) * (v01[d] - v00[d]) + fy * (v11[d] - v10[d]));
-            grad_y += g * ((1 - fx) * (v10[d] - v00[d]) + fx * (v11[d] - v01[d]));
+            dot00 += g * v00[d];
+            dot01 += g * v01[d];
+            dot10 += g * v10[d];
+            dot11 += g * v11[d];
             g00[d] += a00 * g;
             g01[d] += a01 * g;
             g10[d] += a10 * g;
             g11[d] += a11 * g;
           }
+          const scalar_t grad_a = b00 * dot00 + b01 * dot01 + b10 * dot10 + b11 * dot11;
+          const scalar_t grad_x = (1 - fy) * (dot01 - dot00) + fy * (dot11 - dot10);
+          const scalar_t grad_y = (1 - fx) * (dot10 - dot00) + fx * (dot11 - dot01);
           grad_attention_weights[sample_index] = grad_a;
           grad_sampling_locations[2 * sample_index] = a * grad_x * static_cast<scalar_t>(width);
           grad_sampling_locations[2 * sample_index + 1] = a * grad_y * static_cast<scalar_t>(height);
