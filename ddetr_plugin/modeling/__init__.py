@@ -1,6 +1,5 @@
 """Model components. Importing this package registers the built-in ones in ddetr_plugin.registry."""
-from . import backbone, position_encoding  # noqa: F401  (registration)
+from . import backbone, criterion, matcher, meta_arch, position_encoding, postprocessor, transformer  # noqa: F401
+from .meta_arch import build_model
 
-# LEAD: once they exist, import the remaining component modules here so they register:
-#   from . import transformer, matcher, criterion, postprocessor, meta_arch  # noqa: F401
-#   from .meta_arch import build_model
+__all__ = ["build_model"]

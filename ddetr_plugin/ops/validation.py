@@ -1,4 +1,6 @@
 """Input checks for multi-scale deformable attention, run before any kernel."""
+import weakref
+
 import torch
 
 
@@ -71,7 +73,25 @@ def check_ms_deform_attn_inputs(
             raise ValueError(f"ms_deform_attn: {name} is on {tensor.device} but value is on {value.device}")
     if torch.compiler.is_compiling() or value.device.type == "meta":
         return
+    _check_levels_once(spatial_shapes, level_start_index, positions)
+
+
+# Models pass the same level tensors to every attention layer of a forward pass;
+# reading them once (a device-to-host copy on GPU) instead of per layer avoids
+# a synchronisation per layer. Entries: id(spatial_shapes) -> (weakref, key).
+_checked_levels: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def _check_levels_once(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, positions: int) -> None:
+    key = (id(level_start_index), spatial_shapes._version, level_start_index._version, positions)
+    entry = _checked_levels.get(id(spatial_shapes))
+    if entry is not None and entry[0]() is spatial_shapes and entry[1] == key:
+        return
     _check_levels(spatial_shapes, level_start_index, positions)
+    if len(_checked_levels) > 64:  # stale ids of tensors gone since
+        for stale in [k for k, (ref, _) in _checked_levels.items() if ref() is None]:
+            del _checked_levels[stale]
+    _checked_levels[id(spatial_shapes)] = (weakref.ref(spatial_shapes), key)
 
 
 def _check_levels(spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, positions: int) -> None:

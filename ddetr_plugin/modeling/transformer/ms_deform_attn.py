@@ -1,0 +1,145 @@
+"""The multi-scale deformable attention module (Zhu et al., Eq. 3).
+
+Each query predicts, per head, ``n_levels * n_points`` sampling offsets around
+its reference point and one attention weight per sample (a softmax over all
+levels and points of that head); the op bilinearly samples the projected value
+maps at those locations and sums them with the weights.
+"""
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddetr_plugin.ops import multi_scale_deformable_attention
+
+
+class MSDeformAttn(nn.Module):
+    """Multi-scale deformable attention over flattened feature levels.
+
+    Parameter names (``sampling_offsets``, ``attention_weights``, ``value_proj``,
+    ``output_proj``) follow the official checkpoints.
+
+    Args:
+        d_model: channels of queries and values.
+        n_levels: number of feature levels L.
+        n_heads: attention heads M; ``d_model`` must divide by it.
+        n_points: sampling points P per head and level.
+        im2col_step: forwarded to the op (a performance hint).
+        backend: op backend, "auto", "native" or "pytorch".
+    """
+
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_levels: int = 4,
+        n_heads: int = 8,
+        n_points: int = 4,
+        im2col_step: int = 64,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        if d_model % n_heads != 0:
+            raise ValueError(f"MSDeformAttn: d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        self.d_model = d_model
+        self.n_levels = n_levels
+        self.n_heads = n_heads
+        self.n_points = n_points
+        self.im2col_step = im2col_step
+        self.backend = backend
+        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """The official initialisation.
+
+        Offsets start as a fixed pattern: head h points in direction
+        2*pi*h/M, scaled so the larger of |cos|, |sin| is 1, and point p
+        lies (p + 1) pixels along it on every level; attention starts uniform.
+        """
+        nn.init.zeros_(self.sampling_offsets.weight)
+        angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        directions = torch.stack([angles.cos(), angles.sin()], dim=-1)
+        directions = directions / directions.abs().max(dim=-1, keepdim=True).values
+        distance = torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        grid = directions.view(self.n_heads, 1, 1, 2) * distance  # (M, 1, P, 2)
+        grid = grid.expand(self.n_heads, self.n_levels, self.n_points, 2)
+        with torch.no_grad():
+            self.sampling_offsets.bias.copy_(grid.reshape(-1))
+        nn.init.zeros_(self.attention_weights.weight)
+        nn.init.zeros_(self.attention_weights.bias)
+        nn.init.xavier_uniform_(self.value_proj.weight)
+        nn.init.zeros_(self.value_proj.bias)
+        nn.init.xavier_uniform_(self.output_proj.weight)
+        nn.init.zeros_(self.output_proj.bias)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        reference_points: torch.Tensor,
+        input_flatten: torch.Tensor,
+        spatial_shapes: torch.Tensor,
+        level_start_index: torch.Tensor,
+        input_padding_mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Attend from each query around its reference point.
+
+        Args:
+            query: (N, Lq, C), with the positional embedding already added.
+            reference_points: (N, Lq, L, 2) points (x, y) or (N, Lq, L, 4) boxes
+                (cx, cy, w, h), normalized to each padded level (already scaled by
+                the valid ratios).
+            input_flatten: (N, S, C) the flattened levels, S = sum of H_l * W_l.
+            spatial_shapes: (L, 2) int64 rows (H_l, W_l).
+            level_start_index: (L,) int64 first position of each level in S.
+            input_padding_mask: (N, S) bool, True on padding; those values read as 0.
+
+        Returns:
+            (N, Lq, C).
+        """
+        batch, num_queries, _ = query.shape
+        num_inputs = input_flatten.shape[1]
+        heads, levels, points = self.n_heads, self.n_levels, self.n_points
+
+        value = self.value_proj(input_flatten)
+        if input_padding_mask is not None:
+            # in place: the projection's own output, not needed by its backward
+            value.masked_fill_(input_padding_mask[..., None], 0.0)
+        value = value.view(batch, num_inputs, heads, self.d_model // heads)
+
+        offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
+        weights = self.attention_weights(query).view(batch, num_queries, heads, levels * points)
+        weights = F.softmax(weights, dim=-1).view(batch, num_queries, heads, levels, points)
+
+        if reference_points.shape[-1] == 2:
+            # offsets are in pixels of each level: divide by (W_l, H_l)
+            normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
+            # ref + offsets / normalizer in one pass (no intermediate of the offsets' size)
+            sampling_locations = torch.addcdiv(
+                reference_points[:, :, None, :, None, :], offsets, normalizer[None, None, None, :, None, :]
+            )
+        elif reference_points.shape[-1] == 4:
+            # offsets are fractions of the half box size, spread over the points
+            sampling_locations = (
+                reference_points[:, :, None, :, None, :2]
+                + offsets / points * reference_points[:, :, None, :, None, 2:] * 0.5
+            )
+        else:
+            raise ValueError(
+                "MSDeformAttn: reference_points must be (N, Lq, L, 2) or (N, Lq, L, 4), "
+                f"got shape {tuple(reference_points.shape)}"
+            )
+        output = multi_scale_deformable_attention(
+            value,
+            spatial_shapes,
+            level_start_index,
+            sampling_locations.to(value.dtype),
+            weights.to(value.dtype),
+            im2col_step=self.im2col_step,
+            backend=self.backend,
+        )
+        return self.output_proj(output)
