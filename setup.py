@@ -91,7 +91,7 @@ def main():
         python_requires=">=3.10",
         install_requires=[
             "torch>=2.4",
-            "torchvision>=0.19",
+            "torchvision>=0.21",
             "fvcore>=0.1.5",
             "iopath>=0.1.7",
             "pycocotools>=2.0.6",

@@ -105,6 +105,9 @@ _C.DATASETS.TEST = ["coco_2017_val"]
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 2
+# Leave out training images without a (non-crowd) box. Off: such images train as
+# negatives, as the official implementation trains on all 118,287 COCO train images.
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = False
 
 _C.SOLVER = CN()
 _C.SOLVER.IMS_PER_BATCH = 32  # total over all processes
@@ -120,8 +123,25 @@ _C.SOLVER.STEPS = [146600]
 _C.SOLVER.GAMMA = 0.1
 _C.SOLVER.WARMUP_ITERS = 0
 _C.SOLVER.WARMUP_FACTOR = 0.001
-_C.SOLVER.CLIP_MAX_NORM = 0.1
+_C.SOLVER.CLIP_MAX_NORM = 0.1  # max total gradient norm; 0 disables clipping
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
+# keep only the newest N periodic checkpoints model_<iter>.pth (model_final.pth is
+# always kept); 0 keeps them all
+_C.SOLVER.MAX_TO_KEEP = 0
+# iterations between log lines and training records in metrics.json
+_C.SOLVER.LOG_PERIOD = 20
+# DDP's find_unused_parameters: needed only if some trainable parameter gets no
+# gradient (e.g. two-stage with MODEL.CRITERION.ENC_LOSS False); costs time
+_C.SOLVER.DDP_FIND_UNUSED_PARAMETERS = False
+# mixed precision: the forward runs under torch.autocast; "float16" adds a
+# GradScaler (a step it skips on overflow is normal), "bfloat16" needs none
+_C.SOLVER.AMP = CN()
+_C.SOLVER.AMP.ENABLED = False
+_C.SOLVER.AMP.DTYPE = "bfloat16"  # "bfloat16" or "float16"
+# exponential moving average of the weights, used for evaluation when enabled
+_C.SOLVER.EMA = CN()
+_C.SOLVER.EMA.ENABLED = False
+_C.SOLVER.EMA.DECAY = 0.9998
 
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0  # 0: evaluate at the end only

@@ -1,0 +1,27 @@
+"""Data: dataset catalog, COCO loading, image reading, augmentation, mapper, samplers, loaders.
+
+Knows no model: it produces lists of dicts {"image", "height", "width", "image_id",
+"file_name", "targets"} that the meta-architecture pads and batches.
+"""
+from .build import build_test_loader, build_train_loader, get_training_records
+from .builtin import datasets_root, register_builtin_datasets, register_shapes
+from .catalog import (DatasetMetadata, UnknownDatasetError, get_dataset_dicts, get_metadata, list_datasets,
+                      register_coco_instances, register_dataset, remove_dataset)
+from .coco import load_coco_json
+from .errors import DatasetError
+from .image_io import read_image
+from .mapper import DatasetMapper
+from .samplers import InferenceSampler, TrainingSampler
+from .shapes import ShapesSpec, default_shapes_root, ensure_shapes, generate_shapes
+from .transforms import build_augmentation, eval_augmentation, train_augmentation
+
+register_builtin_datasets()
+
+__all__ = [
+    "DatasetError", "DatasetMapper", "DatasetMetadata", "InferenceSampler", "ShapesSpec", "TrainingSampler",
+    "UnknownDatasetError", "build_augmentation", "build_test_loader", "build_train_loader", "datasets_root",
+    "default_shapes_root", "ensure_shapes", "eval_augmentation", "generate_shapes", "get_dataset_dicts",
+    "get_metadata", "get_training_records", "list_datasets", "load_coco_json", "read_image",
+    "register_builtin_datasets", "register_coco_instances", "register_dataset", "register_shapes",
+    "remove_dataset", "train_augmentation",
+]

@@ -1,0 +1,59 @@
+"""DatasetMapper: a dataset record → the model's input dict (image read, augmented, targets built).
+
+Augmentation randomness derives only from (seed, epoch, index): the mapper seeds
+torch's CPU generator with ``derive_seed(seed, epoch, index)`` inside
+``torch.random.fork_rng``, so a sample is augmented the same way in any process,
+data-loader worker or number of ranks, and the caller's random state is untouched.
+"""
+from typing import Callable
+
+import torch
+from fvcore.common.config import CfgNode
+from torchvision import tv_tensors
+
+from .image_io import read_image
+from .seeding import derive_seed
+from .transforms import build_augmentation
+
+
+class DatasetMapper:
+    """Callable ``(record, epoch, index) -> dict`` with
+
+    - "image": (3, H, W) uint8 RGB, augmented/resized;
+    - "height", "width": the original image size (to rescale predictions to);
+    - "image_id", "file_name": from the record;
+    - "targets": {"boxes": (K, 4) float32 absolute xyxy in the resized image, "labels": (K,) int64}
+      (crowd annotations left out; also produced for evaluation, where the model ignores them).
+
+    Build it from a config, ``DatasetMapper(cfg, is_train)``, or from explicit
+    arguments, ``DatasetMapper(None, is_train, augmentation=..., seed=...)``.
+    """
+
+    def __init__(self, cfg: CfgNode | None, is_train: bool, *, augmentation: Callable[[dict], dict] | None = None,
+                 seed: int | None = None):
+        if cfg is not None:
+            augmentation = augmentation if augmentation is not None else build_augmentation(cfg, is_train)
+            seed = seed if seed is not None else cfg.SEED
+        if augmentation is None or seed is None:
+            raise ValueError("DatasetMapper needs a cfg, or both augmentation and seed")
+        self.is_train = is_train
+        self.augmentation = augmentation
+        self.seed = int(seed)
+
+    def __call__(self, record: dict, epoch: int, index: int) -> dict:
+        height, width = record["height"], record["width"]
+        image = read_image(record["file_name"], expected_size=(height, width))
+        objects = [obj for obj in record.get("annotations", []) if not obj.get("iscrowd", 0)]
+        boxes = torch.tensor([obj["bbox"] for obj in objects], dtype=torch.float32).reshape(-1, 4)
+        labels = torch.tensor([obj["category_id"] for obj in objects], dtype=torch.int64)
+        sample = {"image": tv_tensors.Image(image),
+                  "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(height, width)),
+                  "labels": labels}
+        # fork_rng restores the CPU generator afterwards; seeding only the CPU generator
+        # (not torch.manual_seed) leaves CUDA generators alone.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(derive_seed(self.seed, epoch, index))
+            sample = self.augmentation(sample)
+        return {"image": sample["image"].as_subclass(torch.Tensor), "height": height, "width": width,
+                "image_id": record["image_id"], "file_name": record["file_name"],
+                "targets": {"boxes": sample["boxes"].as_subclass(torch.Tensor), "labels": sample["labels"]}}
