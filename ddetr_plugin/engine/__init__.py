@@ -1,0 +1,28 @@
+"""Training and evaluation: launching processes, the training loop, its optimizer, schedule and metrics.
+
+Ties together the model, the data, the evaluator and checkpoints; ``tools/train_net.py``
+is a thin script over it.
+"""
+from .defaults import (
+    check_component_names,
+    check_dataset_names,
+    config_overrides,
+    default_argument_parser,
+    default_setup,
+)
+from .ema import ModelEMA
+from .evaluation import DatasetsEvaluation, build_evaluator, inference_dir
+from .launch import launch
+from .metrics import MetricsWriter
+from .optimizer import build_optimizer, get_param_groups
+from .rng import get_rng_state, preserved_rng_state, seed_all, set_rng_state
+from .scheduler import build_lr_scheduler, multistep_warmup_factor
+from .trainer import NonFiniteLossError, Trainer
+
+__all__ = [
+    "DatasetsEvaluation", "MetricsWriter", "ModelEMA", "NonFiniteLossError", "Trainer", "build_evaluator",
+    "build_lr_scheduler", "build_optimizer", "check_component_names", "check_dataset_names",
+    "config_overrides", "default_argument_parser", "default_setup",
+    "get_param_groups", "get_rng_state", "inference_dir", "launch", "multistep_warmup_factor",
+    "preserved_rng_state", "seed_all", "set_rng_state",
+]

@@ -1,0 +1,394 @@
+"""The training loop: iterations, periodic checkpoints and evaluation, logs and metrics, exact resume.
+
+One iteration: next batch of this rank -> forward (under autocast when AMP is on)
+-> losses averaged over processes and checked finite -> backward (scaled for
+fp16) -> gradient norm clipped and checked finite -> optimizer step -> lr
+schedule step -> EMA update. After it: a log line and a metrics record every
+``log_period`` iterations, a checkpoint every ``checkpoint_period``, an evaluation
+every ``eval_period``. At the end: ``model_final.pth`` and a final evaluation.
+
+Iterations are numbered from 0; ``model_0004999.pth`` holds the state after
+iteration 4999 (5000 iterations done). Resuming from it restarts the data stream
+at iteration 5000 (the sampler is deterministic in (SEED, iteration)) with the
+optimizer, schedule, AMP scaler, EMA and every process's RNG state as they were,
+so the final weights equal an uninterrupted run's. Work outside the training
+trajectory (starting a data-loader iterator, evaluation) runs with the RNG
+state preserved, so it cannot shift the random draws of training.
+"""
+import contextlib
+import datetime
+import logging
+import math
+import re
+import statistics
+import time
+import warnings
+from collections import deque
+from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional
+
+import torch
+from fvcore.common.config import CfgNode
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..checkpoint.checkpointer import Checkpointer, non_finite_tensors
+from ..utils import comm
+from .ema import ModelEMA
+from .metrics import IterationTimer, MetricsWriter, current_memory_mb
+from .optimizer import build_optimizer
+from .rng import get_rng_state, preserved_rng_state, set_rng_state
+from .scheduler import build_lr_scheduler
+
+logger = logging.getLogger(__name__)
+
+AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+# loss terms shown in the log line (all terms go to metrics.json)
+_LOGGED_TERMS = ("loss_ce", "loss_bbox", "loss_giou")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training diverged: a loss or the gradient norm is NaN or infinite."""
+
+
+class Trainer:
+    """Trains ``model`` for ``max_iter`` iterations; see the module docstring for the loop.
+
+    Args:
+        model: returns a dict of scalar losses for a batch in training mode (not yet wrapped in DDP:
+            the trainer wraps it when the world size is > 1).
+        optimizer, scheduler: stepped once per iteration.
+        data_loader_fn: ``start_iter -> iterable of this rank's batches`` from iteration ``start_iter`` on.
+        max_iter: number of iterations.
+        output_dir: checkpoints, metrics.json, curves; "" writes nothing.
+        checkpoint_period: save ``model_<iter>.pth`` every this many iterations (0: only the final one).
+        max_to_keep: keep only the newest this many periodic checkpoints (None: all).
+        eval_fn: ``model -> {dataset: {"bbox": {...}}}``; None disables evaluation.
+        eval_period: evaluate every this many iterations; 0: only at the end.
+        log_period: iterations between log lines and metrics records.
+        clip_max_norm: max total gradient norm; 0 disables clipping.
+        amp_dtype: None (float32), torch.bfloat16 or torch.float16 (with a GradScaler).
+        ema_decay: keep an EMA of the weights (used for evaluation) with this decay; None: no EMA.
+        find_unused_parameters: passed to DDP (needed when some trainable parameter gets no gradient).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        data_loader_fn: Callable[[int], Iterable],
+        *,
+        max_iter: int,
+        output_dir: str = "",
+        checkpoint_period: int = 0,
+        max_to_keep: Optional[int] = None,
+        eval_fn: Optional[Callable[[nn.Module], Dict[str, Dict[str, Dict[str, float]]]]] = None,
+        eval_period: int = 0,
+        log_period: int = 20,
+        clip_max_norm: float = 0.0,
+        amp_dtype: Optional[torch.dtype] = None,
+        ema_decay: Optional[float] = None,
+        find_unused_parameters: bool = False,
+    ):
+        if max_iter < 1:
+            raise ValueError(f"SOLVER.MAX_ITER must be >= 1, got {max_iter}")
+        if amp_dtype not in (None, torch.bfloat16, torch.float16):
+            raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype}")
+        self.module = model
+        self.device = next(model.parameters()).device
+        if comm.get_world_size() > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DistributedDataParallel(model, device_ids=device_ids,
+                                            find_unused_parameters=find_unused_parameters)
+        self.model = model
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.data_loader_fn = data_loader_fn
+        self.max_iter = max_iter
+        self.output_dir = output_dir
+        self.checkpoint_period = checkpoint_period
+        self.eval_fn = eval_fn
+        self.eval_period = eval_period
+        self.log_period = max(1, log_period)
+        self.clip_max_norm = clip_max_norm
+        self.amp_dtype = amp_dtype
+        self.scaler = torch.amp.GradScaler(self.device.type) if amp_dtype == torch.float16 else None
+        # after the DDP wrap, which gave every process rank 0's weights
+        self.ema = ModelEMA(self.module, ema_decay) if ema_decay is not None else None
+
+        checkpointables: Dict[str, Any] = {"optimizer": optimizer, "scheduler": scheduler}
+        if self.scaler is not None:
+            checkpointables["grad_scaler"] = self.scaler
+        if self.ema is not None:
+            checkpointables["ema"] = self.ema
+        self.checkpointer = Checkpointer(self.module, output_dir, save_to_disk=comm.is_main_process(),
+                                         max_to_keep=max_to_keep, **checkpointables)
+        self.metrics = MetricsWriter(output_dir, enabled=comm.is_main_process())
+        self.start_iter = 0
+        self.iteration = -1
+        self.skipped_steps = 0
+        self.last_results: Dict[str, Dict[str, Dict[str, float]]] = {}
+        self._window: Dict[str, Deque[float]] = {}
+        self._data_iter: Optional[Iterator] = None
+        self._timer = IterationTimer(max_iter)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Any]:
+        """Constructor arguments from SOLVER.*, TEST.EVAL_PERIOD, DATASETS.* and OUTPUT_DIR.
+
+        The data loader is this process's share of DATASETS.TRAIN; evaluation covers DATASETS.TEST.
+        """
+        from ..data import build_train_loader  # the engine ties data in; the loop itself needs none
+        from .evaluation import DatasetsEvaluation
+
+        optimizer = build_optimizer(cfg, model)
+        rank, world_size = comm.get_rank(), comm.get_world_size()
+        amp = cfg.SOLVER.AMP
+        if amp.ENABLED and amp.DTYPE not in AMP_DTYPES:
+            raise ValueError(f"SOLVER.AMP.DTYPE must be one of {sorted(AMP_DTYPES)}, got {amp.DTYPE!r}")
+        return dict(
+            model=model,
+            optimizer=optimizer,
+            scheduler=build_lr_scheduler(cfg, optimizer),
+            data_loader_fn=lambda start_iter: build_train_loader(cfg, rank, world_size, start_iter=start_iter),
+            max_iter=cfg.SOLVER.MAX_ITER,
+            output_dir=cfg.OUTPUT_DIR,
+            checkpoint_period=cfg.SOLVER.CHECKPOINT_PERIOD,
+            max_to_keep=cfg.SOLVER.MAX_TO_KEEP or None,
+            eval_fn=DatasetsEvaluation(cfg) if len(cfg.DATASETS.TEST) else None,
+            eval_period=cfg.TEST.EVAL_PERIOD,
+            log_period=cfg.SOLVER.LOG_PERIOD,
+            clip_max_norm=cfg.SOLVER.CLIP_MAX_NORM,
+            amp_dtype=AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None,
+            ema_decay=cfg.SOLVER.EMA.DECAY if cfg.SOLVER.EMA.ENABLED else None,
+            find_unused_parameters=cfg.SOLVER.DDP_FIND_UNUSED_PARAMETERS,
+        )
+
+    # ------------------------------------------------------------------ resume
+    def resume_or_load(self, resume: bool, weights: str = "") -> None:
+        """``resume``: continue from OUTPUT_DIR/last_checkpoint if it exists; otherwise load only the model
+        weights from ``weights`` (MODEL.WEIGHTS; "" keeps the initialisation) and start at iteration 0.
+
+        Every process reads the checkpoint (with several machines OUTPUT_DIR must be shared).
+        """
+        if resume and self.checkpointer.has_checkpoint():
+            path = self.checkpointer.get_checkpoint_file()
+            extra = self.checkpointer.load(path)
+            last = int(extra["iteration"])
+            self.start_iter = last + 1
+            self.skipped_steps = int(extra.get("skipped_steps", 0))
+            self._restore_rng(extra.get("rng_states"), path)
+            self.metrics.resume(last)
+            logger.info("Resumed from %s: continuing at iteration %d", path, self.start_iter)
+        else:
+            if resume:
+                logger.info("--resume: no checkpoint in '%s', starting from the beginning", self.output_dir)
+            if weights:
+                self.checkpointer.load(weights, checkpointables=[])
+            self.start_iter = 0
+
+    def _restore_rng(self, states: Optional[List[Dict[str, Any]]], path: str) -> None:
+        world_size = comm.get_world_size()
+        if states is None or len(states) != world_size:
+            logger.warning(
+                "%s holds RNG states of %s processes, this run has %d: random draws (dropout) will differ from "
+                "an uninterrupted run", path, "no" if states is None else len(states), world_size)
+            return
+        set_rng_state(states[comm.get_rank()])
+
+    # ------------------------------------------------------------------ loop
+    def train(self) -> Dict[str, Dict[str, Dict[str, float]]]:
+        """Run iterations ``start_iter .. max_iter - 1``, save model_final.pth and evaluate.
+
+        Returns:
+            The final evaluation results ({dataset: {"bbox": {...}}}) on the main process.
+
+        Raises:
+            NonFiniteLossError: a loss or the gradient norm became NaN/inf (no checkpoint is written).
+        """
+        logger.info("Starting training from iteration %d of %d", self.start_iter, self.max_iter)
+        self.model.train()
+        try:
+            if self.start_iter >= self.max_iter:
+                logger.info("Training is already complete (iteration %d)", self.max_iter - 1)
+            else:
+                self._data_iter = self._new_data_iter(self.start_iter)
+                for self.iteration in range(self.start_iter, self.max_iter):
+                    self.run_step()
+                    self.after_step()
+                self._data_iter = None
+                self.save_checkpoint("model_final")
+            self.last_results = self.evaluate()
+        finally:
+            self.metrics.close()
+        return self.last_results
+
+    def _new_data_iter(self, start_iter: int) -> Iterator:
+        with preserved_rng_state():
+            return iter(self.data_loader_fn(start_iter))
+
+    def _next_batch(self) -> Any:
+        try:
+            return next(self._data_iter)
+        except StopIteration:  # a finite loader: continue the stream at this iteration
+            self._data_iter = self._new_data_iter(self.iteration)
+            try:
+                return next(self._data_iter)
+            except StopIteration:
+                raise RuntimeError(f"the training data loader yields no batch at iteration {self.iteration}") from None
+
+    def run_step(self) -> None:
+        """One training iteration (``self.iteration``)."""
+        start = time.perf_counter()
+        batch = self._next_batch()
+        data_time = time.perf_counter() - start
+
+        autocast = torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None \
+            else contextlib.nullcontext()
+        with autocast:
+            loss_dict = self.model(batch)
+        losses = sum(loss_dict.values())
+        # averaged over processes, which also lets every process see a NaN of any other and stop with it
+        reduced = comm.reduce_dict({name: value.detach().float() for name, value in loss_dict.items()})
+        values = {name: value.item() for name, value in reduced.items()}
+        total = sum(values.values())
+        if not math.isfinite(total):
+            raise NonFiniteLossError(self._non_finite_message(values))
+
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(losses).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            losses.backward()
+        grad_norm = self._clip_gradients()
+        stepped = True
+        if self.scaler is not None:
+            scale = self.scaler.get_scale()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            # a lowered scale means the scaler found inf/NaN gradients and skipped the step: normal in fp16
+            stepped = self.scaler.get_scale() >= scale
+            if not stepped:
+                self.skipped_steps += 1
+                logger.debug("Iteration %d: fp16 gradients overflowed, step skipped (scale %g)", self.iteration, scale)
+        elif not math.isfinite(grad_norm):
+            raise NonFiniteLossError(
+                f"non-finite gradient norm ({grad_norm}) at iteration {self.iteration} although the losses are "
+                f"finite ({_format_terms(values)}); the optimizer step was not taken and no checkpoint was written"
+            )
+        else:
+            self.optimizer.step()
+        with warnings.catch_warnings():
+            # a skipped fp16 step is normal, yet the scheduler warns about it when it is the first step
+            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
+            self.scheduler.step()
+        if self.ema is not None and stepped:
+            self.ema.update()
+
+        self._record(values, total, grad_norm, data_time, time.perf_counter() - start)
+
+    def _clip_gradients(self) -> float:
+        """Clip to ``clip_max_norm`` (when > 0) and return the total norm before clipping."""
+        parameters = [p for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if not parameters:
+            return 0.0
+        max_norm = self.clip_max_norm if self.clip_max_norm > 0 else math.inf
+        return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
+
+    def _non_finite_message(self, values: Dict[str, float]) -> str:
+        bad = [name for name, value in values.items() if not math.isfinite(value)]
+        where = f" (averaged over {comm.get_world_size()} processes)" if comm.get_world_size() > 1 else ""
+        return (
+            f"non-finite loss at iteration {self.iteration}: {', '.join(bad)} not finite{where}. All terms: "
+            f"{_format_terms(values)}. Training stopped before the optimizer step; no checkpoint was written for "
+            f"this state (the last good one is named in {self.output_dir or 'OUTPUT_DIR'}/last_checkpoint). "
+            f"Try a lower SOLVER.BASE_LR, gradient clipping (SOLVER.CLIP_MAX_NORM) or check the data."
+        )
+
+    # ------------------------------------------------------------------ after each iteration
+    def after_step(self) -> None:
+        iteration = self.iteration
+        done = iteration + 1
+        last = done == self.max_iter
+        if done % self.log_period == 0 or last:
+            self._log()
+        if self.checkpoint_period > 0 and done % self.checkpoint_period == 0:
+            self.save_checkpoint(f"model_{iteration:07d}")
+        if self.eval_period > 0 and done % self.eval_period == 0 and not last:  # the last one comes after training
+            self.last_results = self.evaluate()
+
+    def save_checkpoint(self, name: str) -> None:
+        """Save the full training state as ``<name>.pth`` (main process; all processes take part).
+
+        Raises:
+            FloatingPointError: the weights hold NaN/inf (checked on every process, nothing is written).
+        """
+        bad = list(non_finite_tensors(self.module.state_dict()))
+        if bad:
+            raise NonFiniteLossError(
+                f"refusing to save checkpoint '{name}.pth' at iteration {self.iteration}: non-finite weights in "
+                f"{', '.join(bad[:10])}; the previous checkpoint is left as it was"
+            )
+        rng_states = comm.all_gather(get_rng_state())
+        self.checkpointer.save(name, iteration=self.iteration, rng_states=rng_states,
+                               skipped_steps=self.skipped_steps)
+        self.metrics.flush()
+
+    def evaluate(self) -> Dict[str, Dict[str, Dict[str, float]]]:
+        """Run ``eval_fn`` (on the EMA weights when EMA is on) and record the results in metrics.json."""
+        if self.eval_fn is None:
+            return {}
+        with preserved_rng_state():
+            if self.ema is not None:
+                with self.ema.applied() as model:
+                    results = self.eval_fn(model)
+            else:
+                results = self.eval_fn(self.module)
+        iteration = max(self.iteration, self.start_iter - 1)
+        for dataset, tasks in results.items():
+            flat = {f"{task}/{name}": value for task, metrics in tasks.items() for name, value in metrics.items()}
+            if flat:
+                self.metrics.write({"iteration": iteration, "dataset": dataset, **flat})
+        self.metrics.flush()
+        comm.synchronize()
+        return results
+
+    # ------------------------------------------------------------------ logging
+    def _record(self, values: Dict[str, float], total: float, grad_norm: float, data_time: float,
+                iteration_time: float) -> None:
+        scalars = dict(values, total_loss=total, grad_norm=grad_norm, data_time=data_time, time=iteration_time)
+        for name, value in scalars.items():
+            self._window.setdefault(name, deque(maxlen=self.log_period)).append(value)
+        self._timer.step(iteration_time)
+
+    def _log(self) -> None:
+        medians = {name: statistics.median(window) for name, window in self._window.items()}
+        lr = self.optimizer.param_groups[0]["lr"]
+        eta = self._timer.eta_seconds(self.iteration)
+        memory = current_memory_mb()
+        record: Dict[str, Any] = {"iteration": self.iteration, **medians, "lr": lr, "eta_seconds": eta}
+        record["time"] = statistics.mean(self._window["time"])
+        record["data_time"] = statistics.mean(self._window["data_time"])
+        if memory is not None:
+            record["rss_mb"] = round(memory, 1)
+        if self.device.type == "cuda":
+            record["max_mem_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+        if self.scaler is not None:
+            record["skipped_steps"] = self.skipped_steps
+            record["loss_scale"] = self.scaler.get_scale()
+        self.metrics.write(record)
+        self.metrics.flush()
+
+        shown = "  ".join(f"{name}: {medians[name]:.4g}" for name in ("total_loss",) + _LOGGED_TERMS if name in medians)
+        memory_text = f"  max_mem: {record['max_mem_mb']:.0f}M" if "max_mem_mb" in record else (
+            f"  rss: {memory:.0f}M" if memory is not None else "")
+        logger.info(
+            "eta: %s  iter: %d/%d  %s  time: %.4f  data_time: %.4f  lr: %.3g%s",
+            datetime.timedelta(seconds=int(eta)), self.iteration + 1, self.max_iter, shown, record["time"],
+            record["data_time"], lr, memory_text,
+        )
+
+
+def _format_terms(values: Dict[str, float]) -> str:
+    return ", ".join(f"{name}={value:.6g}" for name, value in sorted(values.items()))

@@ -1,0 +1,143 @@
+"""tools/train_net.py end to end on a tiny model and a tiny shapes dataset (CPU).
+
+2 gloo processes end where 1 process ends at the same total batch; a run killed with SIGKILL after its
+second checkpoint and resumed ends with the weights of an uninterrupted run; --eval-only writes its results;
+config mistakes stop before any work.
+"""
+import importlib.util
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_CONFIG = """
+IMPORTS: [tests.engine.tiny_shapes]
+MODEL:
+  DEVICE: cpu
+  NUM_CLASSES: 4
+  NUM_QUERIES: 8
+  NUM_FEATURE_LEVELS: 2
+  BACKBONE: {DEPTH: 18, NORM: FrozenBN, OUT_FEATURES: [layer3, layer4]}
+  POSITION_ENCODING: {NUM_POS_FEATS: 16}
+  TRANSFORMER: {D_MODEL: 32, NHEADS: 2, ENC_LAYERS: 1, DEC_LAYERS: 2, DIM_FEEDFORWARD: 32, DROPOUT: 0.0,
+                ENC_N_POINTS: 2, DEC_N_POINTS: 2}
+INPUT:
+  MIN_SIZE_TRAIN: [48, 64]
+  MAX_SIZE_TRAIN: 64
+  MIN_SIZE_TEST: 64
+  MAX_SIZE_TEST: 64
+  CROP: {ENABLED: False}
+DATASETS: {TRAIN: [tiny_shapes_train], TEST: []}
+DATALOADER: {NUM_WORKERS: 0}
+SOLVER: {IMS_PER_BATCH: 4, BASE_LR: 0.001, MAX_ITER: 4, STEPS: [3], CHECKPOINT_PERIOD: 1, LOG_PERIOD: 1}
+"""
+
+
+@pytest.fixture
+def run_dir(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG)
+    return tmp_path
+
+
+def _command(run_dir, output, *extra):
+    return [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(run_dir / "tiny.yaml"),
+            *extra, "OUTPUT_DIR", str(run_dir / output)]
+
+
+def _env(run_dir):
+    return dict(os.environ, DDETR_DATASETS=str(run_dir / "datasets"), OMP_NUM_THREADS="1",
+                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+
+def _run(run_dir, output, *extra, timeout=240):
+    result = subprocess.run(_command(run_dir, output, *extra), cwd=ROOT, env=_env(run_dir), capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.mark.slow
+def test_two_processes_end_where_one_ends(run_dir):
+    _run(run_dir, "one", "SOLVER.CHECKPOINT_PERIOD", "0")
+    _run(run_dir, "two", "--num-gpus", "2", "SOLVER.CHECKPOINT_PERIOD", "0")
+    assert "Rank 0 of 2" in (run_dir / "two" / "log.txt").read_text()
+    one, two = _weights(run_dir / "one" / "model_final.pth"), _weights(run_dir / "two" / "model_final.pth")
+    for key, value in one.items():
+        torch.testing.assert_close(two[key], value, rtol=0, atol=1e-4, msg=key)
+    # it trained: the class bias left its initial prior -log((1 - 0.01) / 0.01)
+    initial_bias = torch.full_like(one["class_embed.0.bias"], -math.log(99))
+    assert (one["class_embed.0.bias"] - initial_bias).abs().max() > 1e-4
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_dir):
+    _run(run_dir, "uninterrupted")
+
+    process = subprocess.Popen(_command(run_dir, "killed"), cwd=ROOT, env=_env(run_dir), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    last = run_dir / "killed" / "last_checkpoint"
+    deadline = time.monotonic() + 180
+    try:
+        while not (last.exists() and last.read_text() == "model_0000001.pth"):  # the second checkpoint
+            assert process.poll() is None, "the run ended before its second checkpoint"
+            assert time.monotonic() < deadline, "no second checkpoint in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert not (run_dir / "killed" / "model_final.pth").exists()
+
+    _run(run_dir, "killed", "--resume")
+    expected = _weights(run_dir / "uninterrupted" / "model_final.pth")
+    actual = _weights(run_dir / "killed" / "model_final.pth")
+    for key, value in expected.items():
+        torch.testing.assert_close(actual[key], value, rtol=0, atol=1e-6, msg=key)
+
+    # --eval-only on those weights writes the detections and prints the metrics
+    result = _run(run_dir, "eval", "--eval-only", "DATASETS.TEST", "['tiny_shapes_val']",
+                  "MODEL.WEIGHTS", str(run_dir / "killed" / "model_final.pth"))
+    assert (run_dir / "eval" / "inference" / "coco_instances_results.json").is_file()
+    assert "copypaste: AP,AP50,AP75,APs,APm,APl" in result.stdout
+
+
+def _train_net_module():
+    spec = importlib.util.spec_from_file_location("train_net", ROOT / "tools" / "train_net.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["SOLVER.BASE_LRR", "0.1"], "unknown config key in the command-line overrides: 'SOLVER.BASE_LRR'"),
+    (["MODEL.BACKBONE.NAME", "NoSuch"], "MODEL.BACKBONE.NAME: no component named 'NoSuch'"),
+    (["SOLVER.MAX_ITER", "1.5"], "'SOLVER.MAX_ITER' expects int"),
+    (["DATASETS.TEST", "['tiny_shapes_vall']"], "DATASETS.TEST: no dataset named 'tiny_shapes_vall'; registered:"),
+    (["--eval-only"], "--eval-only needs weights"),
+    (["MODEL.WEIGHTS", "/nonexistent/model.pth"], "MODEL.WEIGHTS: checkpoint file not found: /nonexistent/model.pth"),
+])
+def test_config_mistakes_stop_before_any_work(run_dir, monkeypatch, extra, expected):
+    train_net = _train_net_module()
+    monkeypatch.setattr(train_net, "launch", lambda *args, **kwargs: pytest.fail("work started"))
+    with pytest.raises(SystemExit) as info:
+        flags = [item for item in extra if item.startswith("--")]
+        opts = [item for item in extra if not item.startswith("--")]
+        train_net.cli(["--config-file", str(run_dir / "tiny.yaml"), *flags, *opts, "OUTPUT_DIR", str(run_dir / "never")])
+    assert str(info.value.code).startswith("train_net.py: config error: ") and expected in str(info.value.code)
+    assert not (run_dir / "never").exists()
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        _train_net_module().cli(["--config", str(tmp_path / "nothere.yaml")])
+    assert "nothere.yaml" in str(info.value.code)
