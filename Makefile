@@ -1,4 +1,6 @@
-# make test   create .venv, install pinned torch/torchvision and the package (building the op), run the tests
+# make train  create .venv, install pinned torch/torchvision and the package (building the op), then train
+#             and evaluate the quick-start config on the built-in shapes dataset into output/quickstart
+# make test   the same set-up, then the tests
 # make bench  the op benchmark (native kernels vs the PyTorch reference)
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +10,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NATIVE_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 PYTEST_ARGS ?=
 
-.PHONY: install test bench clean
+.PHONY: install train test bench clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -17,14 +19,21 @@ $(VENV)/.torch:
 	touch $@
 
 $(VENV)/.installed: $(VENV)/.torch $(NATIVE_SOURCES)
-	$(PIP) install --quiet --no-build-isolation -e '.[test]'
+	$(PIP) install --quiet --no-build-isolation -e .
 	$(PY) -m ddetr_plugin.collect_env
+	touch $@
+
+$(VENV)/.test-extras: $(VENV)/.torch requirements-test.txt
+	$(PIP) install --quiet -r requirements-test.txt
 	touch $@
 
 install: $(VENV)/.installed
 
+train: install
+	$(PY) tools/train_net.py --config-file configs/quickstart/shapes.yaml OUTPUT_DIR output/quickstart
+
 # pytest exits 5 when it collects no test: not a failure of the build.
-test: install
+test: install $(VENV)/.test-extras
 	$(PY) -m pytest tests $(PYTEST_ARGS) || [ $$? -eq 5 ]
 
 bench: install

@@ -43,6 +43,11 @@ def find_cuda_home() -> str | None:
     return None
 
 
+def read_requirements(name: str) -> list[str]:
+    lines = (ROOT / name).read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
 def build_extension(cuda_home: str | None):
     import torch
     from torch.utils import cpp_extension
@@ -99,7 +104,7 @@ def main():
             "pyyaml>=5.1",
             "termcolor>=1.1",
         ],
-        extras_require={"test": ["pytest>=7", "transformers>=4.40", "safetensors"]},
+        extras_require={"test": read_requirements("requirements-test.txt")},
         ext_modules=[build_extension(cuda_home)],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         zip_safe=False,

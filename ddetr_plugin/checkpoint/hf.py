@@ -1,0 +1,360 @@
+"""HF transformers ``DeformableDetrForObjectDetection`` directories to ours and back.
+
+A ``save_pretrained`` directory holds config.json and model.safetensors (or shards with
+an index, or an older pytorch_model.bin). Reading accepts the key names of
+transformers 5 and of 4.x; writing uses transformers 5's. Differences from our layout:
+
+- the decoder's self-attention has separate ``q_proj``/``k_proj``/``v_proj`` (ours:
+  ``nn.MultiheadAttention``'s stacked ``in_proj_weight``/``in_proj_bias``) and ``o_proj``;
+- norms and FFNs are named by role: encoder ``self_attn_layer_norm``/``final_layer_norm``
+  are our ``norm1``/``norm2``; decoder ``self_attn_layer_norm``/``encoder_attn_layer_norm``/
+  ``final_layer_norm`` are ``norm2``/``norm1``/``norm3``; ``mlp.fc1``/``mlp.fc2`` are
+  ``linear1``/``linear2``; ``encoder_attn`` is ``cross_attn``;
+- ``model.backbone.model.*`` (a timm ResNet, whose parameter names are torchvision's)
+  is ``backbone.body.*``; ``model.query_position_embeddings`` is ``query_embed``;
+- heads shared between decoder layers are saved once (``class_embed.0``): HF ties
+  class heads across layers unless two-stage and box heads unless box refinement
+  (transformers 5 ties the class heads even with box refinement, where the official
+  model has one per layer); the decoder's references ``model.decoder.{bbox,class}_embed``
+  may be the only copy of a head.
+
+The variant comes from config.json. Configs converted from HF keep HF's training settings,
+which differ from the official ones: class loss weight 1 (official 2), its matcher
+costs (class cost 1 by default, official 2), no encoder-proposal loss, its
+``auxiliary_loss`` switch (off by default) and ``dropout``. HF's separate
+``attention_dropout`` and ``activation_dropout`` (default 0) have no key of their own here.
+"""
+import json
+import logging
+import os
+import re
+from typing import Any, Dict, Tuple
+
+import torch
+
+from .checkpointer import load_checkpoint_file
+from .renaming import (
+    HEADS,
+    KeyRule,
+    RenameTable,
+    StateDict,
+    add_head_aliases,
+    drop_batch_norm_counters,
+    merge_head_aliases,
+)
+from .variant import ConvertedCheckpoint, ModelVariant, config_value, require_default, typed, variant_of_weights
+
+logger = logging.getLogger(__name__)
+
+_ENC = "transformer.encoder.layers.{i}"
+_HF_ENC = "model.encoder.layers.{i}"
+_DEC = "transformer.decoder.layers.{i}"
+_HF_DEC = "model.decoder.layers.{i}"
+HF_TABLE = RenameTable(
+    "HF transformers",
+    [
+        KeyRule("backbone.body", "model.backbone.model"),
+        KeyRule("backbone.body", "model.backbone.conv_encoder.model"),  # transformers 4
+        KeyRule("position_encoding.row_embed", "model.position_embedding.row_embeddings"),
+        KeyRule("position_encoding.col_embed", "model.position_embedding.column_embeddings"),
+        KeyRule("position_encoding.row_embed", "model.backbone.position_embedding.row_embeddings"),  # 4
+        KeyRule("position_encoding.col_embed", "model.backbone.position_embedding.column_embeddings"),  # 4
+        KeyRule("input_proj", "model.input_proj"),
+        KeyRule("query_embed", "model.query_position_embeddings"),
+        KeyRule("transformer.level_embed", "model.level_embed"),
+        KeyRule("transformer.reference_points", "model.reference_points"),
+        KeyRule("transformer.enc_output", "model.enc_output"),
+        KeyRule("transformer.enc_output_norm", "model.enc_output_norm"),
+        KeyRule("transformer.pos_trans", "model.pos_trans"),
+        KeyRule("transformer.pos_trans_norm", "model.pos_trans_norm"),
+        KeyRule(f"{_ENC}.self_attn", f"{_HF_ENC}.self_attn"),
+        KeyRule(f"{_ENC}.norm1", f"{_HF_ENC}.self_attn_layer_norm"),
+        KeyRule(f"{_ENC}.linear1", f"{_HF_ENC}.mlp.fc1"),
+        KeyRule(f"{_ENC}.linear2", f"{_HF_ENC}.mlp.fc2"),
+        KeyRule(f"{_ENC}.linear1", f"{_HF_ENC}.fc1"),  # transformers 4
+        KeyRule(f"{_ENC}.linear2", f"{_HF_ENC}.fc2"),  # transformers 4
+        KeyRule(f"{_ENC}.norm2", f"{_HF_ENC}.final_layer_norm"),
+        KeyRule(f"{_DEC}.self_attn.out_proj", f"{_HF_DEC}.self_attn.o_proj"),
+        KeyRule(f"{_DEC}.self_attn.out_proj", f"{_HF_DEC}.self_attn.out_proj"),  # transformers 4
+        # in_proj_weight / in_proj_bias: HF's q/k/v projections, stacked before renaming
+        KeyRule(f"{_DEC}.self_attn", f"{_HF_DEC}.self_attn"),
+        KeyRule(f"{_DEC}.norm2", f"{_HF_DEC}.self_attn_layer_norm"),
+        KeyRule(f"{_DEC}.cross_attn", f"{_HF_DEC}.encoder_attn"),
+        KeyRule(f"{_DEC}.norm1", f"{_HF_DEC}.encoder_attn_layer_norm"),
+        KeyRule(f"{_DEC}.linear1", f"{_HF_DEC}.mlp.fc1"),
+        KeyRule(f"{_DEC}.linear2", f"{_HF_DEC}.mlp.fc2"),
+        KeyRule(f"{_DEC}.linear1", f"{_HF_DEC}.fc1"),  # transformers 4
+        KeyRule(f"{_DEC}.linear2", f"{_HF_DEC}.fc2"),  # transformers 4
+        KeyRule(f"{_DEC}.norm3", f"{_HF_DEC}.final_layer_norm"),
+        KeyRule("class_embed", "class_embed"),
+        KeyRule("bbox_embed", "bbox_embed"),
+    ],
+)
+ALIAS_PREFIX = "model.decoder."
+_QKV = re.compile(r"^(model\.decoder\.layers\.\d+\.self_attn)\.([qkv])_proj\.(weight|bias)$")
+_STACKED = re.compile(r"^(model\.decoder\.layers\.\d+\.self_attn)\.in_proj_(weight|bias)$")
+
+# config.json defaults of transformers (used when a key is absent)
+HF_DEFAULTS = {
+    "class_cost": 1, "bbox_cost": 5, "giou_cost": 2, "bbox_loss_coefficient": 5, "giou_loss_coefficient": 2,
+    "focal_alpha": 0.25, "auxiliary_loss": False, "dropout": 0.1, "activation_function": "relu",
+    "encoder_attention_heads": 8, "decoder_attention_heads": 8, "num_queries": 300,
+    "two_stage_num_proposals": 300, "with_box_refine": False, "two_stage": False, "dilation": False,
+    "position_embedding_type": "sine", "tie_word_embeddings": True,
+}
+# config.json key -> our config key, for the settings that shape training but not the weights
+HF_TO_CONFIG = {
+    "class_cost": "MODEL.MATCHER.COST_CLASS",
+    "bbox_cost": "MODEL.MATCHER.COST_BBOX",
+    "giou_cost": "MODEL.MATCHER.COST_GIOU",
+    "bbox_loss_coefficient": "MODEL.CRITERION.LOSS_BBOX_WEIGHT",
+    "giou_loss_coefficient": "MODEL.CRITERION.LOSS_GIOU_WEIGHT",
+    "focal_alpha": "MODEL.CRITERION.FOCAL_ALPHA",
+    "auxiliary_loss": "MODEL.AUX_LOSS",
+    "dropout": "MODEL.TRANSFORMER.DROPOUT",
+    "activation_function": "MODEL.TRANSFORMER.ACTIVATION",
+}
+# transformers 5 types these as int (a float such as 2.0 fails its validation)
+HF_INT_KEYS = ("class_cost", "bbox_cost", "giou_cost", "bbox_loss_coefficient", "giou_loss_coefficient")
+# what HF's loss does that has no config.json key
+HF_FIXED = {"MODEL.CRITERION.LOSS_CLASS_WEIGHT": 1.0, "MODEL.CRITERION.ENC_LOSS": False}
+
+
+# ------------------------------------------------------------------ HF -> ours
+def load_hf_directory(directory: str) -> ConvertedCheckpoint:
+    """Read a ``save_pretrained`` directory and convert it."""
+    config_path = os.path.join(directory, "config.json")
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(f"{directory} is not a save_pretrained directory: no config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    return hf_to_ours(read_hf_weights(directory), config)
+
+
+def read_hf_weights(directory: str) -> StateDict:
+    """The state dict of model.safetensors, its shards (model.safetensors.index.json) or pytorch_model.bin."""
+    single = os.path.join(directory, "model.safetensors")
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(single) or os.path.isfile(index):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError("reading HF weights needs the safetensors package: pip install safetensors") from None
+        if os.path.isfile(single):
+            return load_file(single)
+        with open(index) as f:
+            shards = sorted(set(json.load(f)["weight_map"].values()))
+        state_dict: StateDict = {}
+        for shard in shards:
+            state_dict.update(load_file(os.path.join(directory, shard)))
+        return state_dict
+    legacy = os.path.join(directory, "pytorch_model.bin")
+    if os.path.isfile(legacy):
+        return load_checkpoint_file(legacy)
+    raise FileNotFoundError(f"{directory} has no model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+
+
+def hf_to_ours(hf_state_dict: StateDict, config: Dict[str, Any]) -> ConvertedCheckpoint:
+    """Our state dict and config values from an HF state dict and its config.json.
+
+    Raises:
+        ValueError: a backbone other than a timm ResNet, config.json contradicting the
+            weights, or a head missing.
+        UnknownKeysError: keys of another model.
+    """
+    if config.get("model_type", "deformable_detr") != "deformable_detr":
+        raise ValueError(f"config.json has model_type {config.get('model_type')!r}, expected 'deformable_detr'")
+    setting = {**HF_DEFAULTS, **{key: value for key, value in config.items() if value is not None}}
+    depth, dilation = _hf_backbone(config)
+    if setting["encoder_attention_heads"] != setting["decoder_attention_heads"]:
+        raise ValueError(f"encoder_attention_heads {setting['encoder_attention_heads']} differs from "
+                         f"decoder_attention_heads {setting['decoder_attention_heads']}; MODEL.TRANSFORMER.NHEADS "
+                         f"sets both")
+    two_stage = bool(setting["two_stage"])
+    num_queries = setting["two_stage_num_proposals"] if two_stage else setting["num_queries"]
+
+    state_dict = _stack_qkv(drop_batch_norm_counters(hf_state_dict))
+    state_dict = merge_head_aliases(state_dict, ALIAS_PREFIX)
+    ours = HF_TABLE.rename_to_ours(state_dict)
+    variant = ModelVariant.from_state_dict(
+        ours, nheads=setting["encoder_attention_heads"], with_box_refine=bool(setting["with_box_refine"]),
+        dilation=dilation, num_queries=num_queries,
+    )
+    ours = _untie_heads(ours, variant.num_heads_per_kind, allow=bool(setting["tie_word_embeddings"]))
+    claims = {
+        "d_model": config.get("d_model"), "enc_layers": config.get("encoder_layers"),
+        "dec_layers": config.get("decoder_layers"), "dim_feedforward": config.get("encoder_ffn_dim"),
+        "enc_n_points": config.get("encoder_n_points"), "dec_n_points": config.get("decoder_n_points"),
+        "num_feature_levels": config.get("num_feature_levels"), "two_stage": two_stage,
+        "num_classes": len(config["id2label"]) if config.get("id2label") else None,
+        "backbone_depth": depth,
+        "position_encoding": {"sine": "PositionEmbeddingSine", "learned": "PositionEmbeddingLearned"}.get(
+            setting["position_embedding_type"], setting["position_embedding_type"]),
+    }
+    variant.check_claims(claims, "config.json")
+    if config.get("decoder_ffn_dim") not in (None, variant.dim_feedforward):
+        raise ValueError(f"decoder_ffn_dim {config['decoder_ffn_dim']} differs from encoder_ffn_dim "
+                         f"{variant.dim_feedforward}; MODEL.TRANSFORMER.DIM_FEEDFORWARD sets both")
+
+    values = variant.config_values()
+    values.update({key: setting[name] for name, key in HF_TO_CONFIG.items()})
+    values.update(HF_FIXED)
+    return ConvertedCheckpoint(ours, variant, typed(values))
+
+
+def _hf_backbone(config: Dict[str, Any]) -> Tuple[int, bool]:
+    """(ResNet depth, DC5) of config.json's timm backbone (transformers 5 ``backbone_config`` or 4.x keys)."""
+    backbone_config = config.get("backbone_config") or {}
+    if backbone_config:
+        kind = backbone_config.get("model_type")
+    else:
+        kind = "timm_backbone" if config.get("use_timm_backbone", True) else "transformers"
+    name = backbone_config.get("backbone") or config.get("backbone") or "resnet50"
+    match = re.fullmatch(r"(?:timm/)?resnet(\d+)(?:\.\w+)?", str(name))
+    if kind != "timm_backbone" or not match:
+        raise ValueError(f"config.json describes a {kind} backbone {name!r}; only timm ResNets "
+                         f"('resnet50', ...) convert")
+    dilation = bool(config.get("dilation")) or backbone_config.get("output_stride") == 16
+    return int(match.group(1)), dilation
+
+
+def _stack_qkv(state_dict: StateDict) -> StateDict:
+    """HF's q/k/v projections stacked into ``in_proj_weight``/``in_proj_bias`` (q, k, v order)."""
+    parts: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
+    stacked: StateDict = {}
+    for key, value in state_dict.items():
+        match = _QKV.match(key)
+        if match:
+            parts.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
+        else:
+            stacked[key] = value
+    for (attention, kind), projections in parts.items():
+        if set(projections) != {"q", "k", "v"}:
+            raise ValueError(f"{attention} has {sorted(projections)} projections ({kind}); expected q, k and v")
+        stacked[f"{attention}.in_proj_{kind}"] = torch.cat([projections[name] for name in "qkv"])
+    return stacked
+
+
+def _untie_heads(state_dict: StateDict, num_heads: int, allow: bool) -> StateDict:
+    """Copy head 0 to the indices HF saved only once (tied heads)."""
+    completed = dict(state_dict)
+    for head in HEADS:
+        first = {key[len(f"{head}.0"):]: value for key, value in state_dict.items() if key.startswith(f"{head}.0.")}
+        for index in range(1, num_heads):
+            if any(key.startswith(f"{head}.{index}.") for key in state_dict):
+                continue
+            if not allow:
+                raise ValueError(f"{head}.{index} is missing and config.json has tie_word_embeddings false")
+            completed.update({f"{head}.{index}{rest}": value for rest, value in first.items()})
+    return completed
+
+
+# ------------------------------------------------------------------ ours -> HF
+def ours_to_hf(state_dict: StateDict, cfg) -> Tuple[StateDict, Dict[str, Any]]:
+    """HF state dict and config.json of our ``state_dict``, the model ``cfg`` builds.
+
+    Every head is written under every index, with the decoder's references. HF ties
+    class heads across layers (unless two-stage); when a box-refinement model's class
+    heads differ, ``tie_word_embeddings`` is written false so that HF keeps each one.
+
+    Raises:
+        ValueError: the weights are not the model of ``cfg``, or ``cfg`` uses something HF's
+            model does not have (two-stage without box refinement, GroupNorm backbone, another
+            sine encoding).
+    """
+    variant = variant_of_weights(state_dict, cfg)
+    if variant.two_stage and not variant.with_box_refine:
+        raise ValueError("HF transformers has two-stage only with box refinement (MODEL.WITH_BOX_REFINE True)")
+    if cfg.MODEL.BACKBONE.NORM not in ("FrozenBN", "BN", "SyncBN"):
+        raise ValueError(f"MODEL.BACKBONE.NORM is {cfg.MODEL.BACKBONE.NORM!r}; HF's ResNet has batch norm")
+    require_default(cfg, ("MODEL.POSITION_ENCODING.TEMPERATURE", "MODEL.POSITION_ENCODING.NORMALIZE",
+                          "MODEL.POSITION_ENCODING.OFFSET", "MODEL.POSITION_ENCODING.SCALE"), "HF transformers")
+    for key, value in HF_FIXED.items():
+        if config_value(cfg, key) != value:
+            logger.warning("%s is %r but HF's loss uses %r; config.json cannot store it",
+                           key, config_value(cfg, key), value)
+    hf = HF_TABLE.rename_from_ours(drop_batch_norm_counters(state_dict))
+    hf = _split_qkv(hf)
+    aliased = [head for head, on in zip(HEADS, (variant.two_stage, variant.with_box_refine)) if on]
+    hf = add_head_aliases(hf, ALIAS_PREFIX, aliased)
+    tie = variant.two_stage or not _class_heads_differ(state_dict, variant.num_heads_per_kind)
+    return hf, hf_config(variant, cfg, tie_word_embeddings=tie)
+
+
+def hf_config(variant: ModelVariant, cfg, tie_word_embeddings: bool = True) -> Dict[str, Any]:
+    """config.json (transformers 5 keys) of ``variant`` trained as ``cfg`` says."""
+    dropout = cfg.MODEL.TRANSFORMER.DROPOUT
+    backbone_config = {
+        "model_type": "timm_backbone", "backbone": f"resnet{variant.backbone_depth}", "num_channels": 3,
+        "features_only": True, "use_pretrained_backbone": False,
+        "out_indices": [int(stage[-1]) for stage in variant.backbone_out_features],
+    }
+    if variant.dilation:
+        backbone_config["output_stride"] = 16
+    config = {
+        "architectures": ["DeformableDetrForObjectDetection"],
+        "model_type": "deformable_detr",
+        "backbone_config": backbone_config,
+        "dilation": variant.dilation,
+        "num_channels": 3,
+        "d_model": variant.d_model,
+        "encoder_layers": variant.enc_layers,
+        "decoder_layers": variant.dec_layers,
+        "encoder_attention_heads": variant.nheads,
+        "decoder_attention_heads": variant.nheads,
+        "encoder_ffn_dim": variant.dim_feedforward,
+        "decoder_ffn_dim": variant.dim_feedforward,
+        "encoder_n_points": variant.enc_n_points,
+        "decoder_n_points": variant.dec_n_points,
+        "num_feature_levels": variant.num_feature_levels,
+        "num_queries": variant.num_queries,
+        "two_stage": variant.two_stage,
+        "two_stage_num_proposals": variant.num_queries,
+        "with_box_refine": variant.with_box_refine,
+        "position_embedding_type": "learned" if variant.position_encoding == "PositionEmbeddingLearned" else "sine",
+        # ours applies one dropout to residuals, attention weights and the FFN, as the official
+        "attention_dropout": dropout,
+        "activation_dropout": dropout,
+        "id2label": {str(i): f"LABEL_{i}" for i in range(variant.num_classes)},
+        "label2id": {f"LABEL_{i}": i for i in range(variant.num_classes)},
+        "tie_word_embeddings": tie_word_embeddings,
+        "is_encoder_decoder": True,
+    }
+    for name, key in HF_TO_CONFIG.items():
+        value = config_value(cfg, key)
+        config[name] = int(value) if name in HF_INT_KEYS and float(value).is_integer() else value
+    return config
+
+
+def save_hf_directory(directory: str, hf_state_dict: StateDict, config: Dict[str, Any]) -> None:
+    """Write config.json and model.safetensors (what ``from_pretrained`` reads) into ``directory``."""
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        raise ImportError("writing HF weights needs the safetensors package: pip install safetensors") from None
+    os.makedirs(directory, exist_ok=True)
+    # safetensors stores no shared tensors: every entry gets its own copy
+    tensors = {key: value.detach().clone().contiguous() for key, value in hf_state_dict.items()}
+    save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _split_qkv(state_dict: StateDict) -> StateDict:
+    """Our stacked ``in_proj_weight``/``in_proj_bias`` as HF's q/k/v projections."""
+    split: StateDict = {}
+    for key, value in state_dict.items():
+        match = _STACKED.match(key)
+        if not match:
+            split[key] = value
+            continue
+        for name, part in zip("qkv", value.chunk(3)):
+            split[f"{match.group(1)}.{name}_proj.{match.group(2)}"] = part
+    return split
+
+
+def _class_heads_differ(state_dict: StateDict, num_heads: int) -> bool:
+    first = {key[len("class_embed.0"):]: value for key, value in state_dict.items() if key.startswith("class_embed.0.")}
+    return any(not torch.equal(state_dict[f"class_embed.{index}{rest}"], value)
+               for index in range(1, num_heads) for rest, value in first.items())

@@ -1,0 +1,357 @@
+"""Which Deformable DETR a state dict holds, and the config that builds it.
+
+``ModelVariant`` gathers the architecture choices of a model: feature levels, box
+refinement, two-stage, classes, queries, sizes, backbone. Most are read off a state
+dict in our layout (shapes and which keys exist); the few the weights cannot show
+(attention heads, DC5 dilation, refinement when the heads are still identical, the
+number of two-stage proposals) come from the source checkpoint's own settings.
+Both converters (official.py, hf.py) rename to our layout first and infer the
+variant here, so this logic exists once.
+
+``write_config`` writes the YAML of the config keys that differ from the defaults and
+checks that ``load_config`` reads back exactly the values given.
+"""
+import dataclasses
+import re
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+
+import torch
+import yaml
+
+from ddetr_plugin.config import get_cfg, load_config
+
+from .checkpointer import atomic_write
+from .renaming import StateDict
+
+STAGES = ("layer1", "layer2", "layer3", "layer4")
+# depth -> (residual blocks per stage, bottleneck blocks)
+RESNET_LAYOUTS = {
+    18: ((2, 2, 2, 2), False),
+    34: ((3, 4, 6, 3), False),
+    50: ((3, 4, 6, 3), True),
+    101: ((3, 4, 23, 3), True),
+    152: ((3, 8, 36, 3), True),
+}
+POSITION_ENCODINGS = ("PositionEmbeddingSine", "PositionEmbeddingLearned")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelVariant:
+    """The architecture of a Deformable DETR with a ResNet backbone (see ``CONFIG_KEYS``)."""
+
+    num_classes: int
+    num_queries: int
+    num_feature_levels: int
+    with_box_refine: bool
+    two_stage: bool
+    d_model: int
+    nheads: int
+    enc_layers: int
+    dec_layers: int
+    dim_feedforward: int
+    enc_n_points: int
+    dec_n_points: int
+    backbone_depth: int
+    backbone_out_features: Tuple[str, ...]
+    dilation: bool
+    position_encoding: str
+
+    @classmethod
+    def from_config(cls, cfg) -> "ModelVariant":
+        """The variant ``cfg`` builds.
+
+        Raises:
+            ValueError: the config's backbone or position encoding is not one the converters know.
+        """
+        if cfg.MODEL.BACKBONE.NAME != "ResNetBackbone":
+            raise ValueError(f"MODEL.BACKBONE.NAME is {cfg.MODEL.BACKBONE.NAME!r}; checkpoint conversion "
+                             f"handles 'ResNetBackbone' only")
+        values = {field: config_value(cfg, key) for field, key in CONFIG_KEYS.items()}
+        values["backbone_out_features"] = tuple(values["backbone_out_features"])
+        if values["position_encoding"] not in POSITION_ENCODINGS:
+            raise ValueError(f"MODEL.POSITION_ENCODING.NAME is {values['position_encoding']!r}; checkpoint "
+                             f"conversion handles {', '.join(POSITION_ENCODINGS)}")
+        return cls(**values)
+
+    @classmethod
+    def from_state_dict(
+        cls,
+        state_dict: StateDict,
+        *,
+        nheads: int,
+        with_box_refine: bool,
+        dilation: bool,
+        num_queries: Optional[int] = None,
+    ) -> "ModelVariant":
+        """The variant of a state dict in our layout.
+
+        Args:
+            nheads: attention heads (the shapes hold heads x points only).
+            with_box_refine: the weights cannot show it once the per-layer heads are identical.
+            dilation: DC5 (same weights as without).
+            num_queries: required for two-stage models (they have no query embedding);
+                checked against the query embedding otherwise.
+
+        Raises:
+            ValueError: the state dict lacks a key that decides the variant, or its shapes fit no variant.
+        """
+        _require(state_dict, "transformer.level_embed", "class_embed.0.weight", "backbone.body.conv1.weight")
+        num_levels, d_model = state_dict["transformer.level_embed"].shape
+        enc_layers = _count_indices(state_dict, "transformer.encoder.layers.")
+        dec_layers = _count_indices(state_dict, "transformer.decoder.layers.")
+        if enc_layers == 0 or dec_layers == 0:
+            raise ValueError(f"the state dict has {enc_layers} encoder and {dec_layers} decoder layers; "
+                             f"expected at least one of each")
+        enc_ffn = state_dict["transformer.encoder.layers.0.linear1.weight"].shape[0]
+        dec_ffn = state_dict["transformer.decoder.layers.0.linear1.weight"].shape[0]
+        if enc_ffn != dec_ffn:
+            raise ValueError(f"encoder FFN size {enc_ffn} differs from decoder FFN size {dec_ffn}; "
+                             f"MODEL.TRANSFORMER.DIM_FEEDFORWARD sets both")
+        two_stage = "transformer.enc_output.weight" in state_dict
+        if two_stage:
+            if num_queries is None:
+                raise ValueError("a two-stage checkpoint does not show its number of queries; pass num_queries")
+        else:
+            _require(state_dict, "query_embed.weight")
+            stored = state_dict["query_embed.weight"].shape[0]
+            if num_queries is not None and num_queries != stored:
+                raise ValueError(f"query_embed has {stored} queries, not the {num_queries} the settings say")
+            num_queries = stored
+        depth, bottleneck = _resnet_depth(state_dict)
+        position_encoding = ("PositionEmbeddingLearned" if "position_encoding.row_embed.weight" in state_dict
+                             else "PositionEmbeddingSine")
+        return cls(
+            num_classes=state_dict["class_embed.0.weight"].shape[0],
+            num_queries=num_queries,
+            num_feature_levels=num_levels,
+            with_box_refine=with_box_refine,
+            two_stage=two_stage,
+            d_model=d_model,
+            nheads=nheads,
+            enc_layers=enc_layers,
+            dec_layers=dec_layers,
+            dim_feedforward=enc_ffn,
+            enc_n_points=_points(state_dict, "transformer.encoder.layers.0.self_attn", nheads, num_levels),
+            dec_n_points=_points(state_dict, "transformer.decoder.layers.0.cross_attn", nheads, num_levels),
+            backbone_depth=depth,
+            backbone_out_features=_backbone_out_features(state_dict, num_levels, bottleneck),
+            dilation=dilation,
+            position_encoding=position_encoding,
+        )
+
+    @property
+    def num_heads_per_kind(self) -> int:
+        """Class (and box) heads: one per decoder layer, plus the encoder's with two-stage."""
+        return self.dec_layers + 1 if self.two_stage else self.dec_layers
+
+    def config_values(self) -> Dict[str, Any]:
+        """Dotted config keys and the values that build this variant."""
+        values = {key: getattr(self, field) for field, key in CONFIG_KEYS.items()}
+        values["MODEL.BACKBONE.OUT_FEATURES"] = list(self.backbone_out_features)
+        values["MODEL.BACKBONE.NAME"] = "ResNetBackbone"
+        values["MODEL.POSITION_ENCODING.NUM_POS_FEATS"] = self.d_model // 2
+        return values
+
+    def check_claims(self, claims: Mapping[str, Any], source: str) -> None:
+        """Raise if a setting stored with the weights (``claims``: field -> value, None = unknown)
+        contradicts what the weights show."""
+        wrong = [f"{field}: {value!r} in {source}, {getattr(self, field)!r} in the weights"
+                 for field, value in claims.items() if value is not None and value != getattr(self, field)]
+        if wrong:
+            raise ValueError(f"the checkpoint's settings contradict its weights: {'; '.join(wrong)}")
+
+    def describe(self) -> str:
+        kind = "two-stage" if self.two_stage else "box refinement" if self.with_box_refine else "plain"
+        if self.two_stage and self.with_box_refine:
+            kind += " with box refinement"
+        dc5 = " DC5" if self.dilation else ""
+        return (f"{kind}, ResNet-{self.backbone_depth}{dc5}, {self.num_feature_levels} level(s), "
+                f"{self.num_classes} classes, {self.num_queries} queries, d_model {self.d_model}, "
+                f"{self.enc_layers}+{self.dec_layers} layers")
+
+
+class ConvertedCheckpoint(NamedTuple):
+    """A state dict in our layout, its variant, and the config values (dotted keys, in the types of
+    the defaults) of the model it fits: the variant's and the training settings the source stored."""
+
+    state_dict: StateDict
+    variant: ModelVariant
+    config_values: Dict[str, Any]
+
+    def config(self):
+        """The defaults with ``config_values`` set (a mutable CfgNode)."""
+        return config_with(self.config_values)
+
+
+# ModelVariant field -> config key
+CONFIG_KEYS = {
+    "num_classes": "MODEL.NUM_CLASSES",
+    "num_queries": "MODEL.NUM_QUERIES",
+    "num_feature_levels": "MODEL.NUM_FEATURE_LEVELS",
+    "with_box_refine": "MODEL.WITH_BOX_REFINE",
+    "two_stage": "MODEL.TWO_STAGE",
+    "d_model": "MODEL.TRANSFORMER.D_MODEL",
+    "nheads": "MODEL.TRANSFORMER.NHEADS",
+    "enc_layers": "MODEL.TRANSFORMER.ENC_LAYERS",
+    "dec_layers": "MODEL.TRANSFORMER.DEC_LAYERS",
+    "dim_feedforward": "MODEL.TRANSFORMER.DIM_FEEDFORWARD",
+    "enc_n_points": "MODEL.TRANSFORMER.ENC_N_POINTS",
+    "dec_n_points": "MODEL.TRANSFORMER.DEC_N_POINTS",
+    "backbone_depth": "MODEL.BACKBONE.DEPTH",
+    "backbone_out_features": "MODEL.BACKBONE.OUT_FEATURES",
+    "dilation": "MODEL.BACKBONE.DILATION",
+    "position_encoding": "MODEL.POSITION_ENCODING.NAME",
+}
+
+
+def variant_of_weights(state_dict: StateDict, cfg) -> ModelVariant:
+    """The variant ``cfg`` describes, after checking that ``state_dict`` (our layout) is that model.
+
+    Raises:
+        ValueError: naming each config key whose value the weights contradict.
+    """
+    expected = ModelVariant.from_config(cfg)
+    found = ModelVariant.from_state_dict(
+        state_dict, nheads=expected.nheads, with_box_refine=expected.with_box_refine, dilation=expected.dilation,
+        # one-stage weights show their queries, compared below; two-stage ones need the number
+        num_queries=expected.num_queries if "transformer.enc_output.weight" in state_dict else None,
+    )
+    fields = [field.name for field in dataclasses.fields(ModelVariant)]
+    wrong = [f"{CONFIG_KEYS[field]} is {getattr(expected, field)!r} in the config but {getattr(found, field)!r} "
+             f"in the weights" for field in fields if getattr(found, field) != getattr(expected, field)]
+    if wrong:
+        raise ValueError("the weights are not the model the config describes: " + "; ".join(wrong))
+    return expected
+
+
+def require_default(cfg, keys: Tuple[str, ...], target: str) -> None:
+    """Raise if any of ``keys`` differs from its default: ``target`` has no way to store it."""
+    defaults = get_cfg()
+    wrong = [f"{key} is {config_value(cfg, key)!r} (the {target} format supports only {config_value(defaults, key)!r})"
+             for key in keys if config_value(cfg, key) != config_value(defaults, key)]
+    if wrong:
+        raise ValueError("cannot convert: " + "; ".join(wrong))
+
+
+def save_state_dict(path: str, state_dict: StateDict) -> None:
+    """Write ``{"model": state_dict}`` to ``path`` atomically (loadable with ``weights_only=True``)."""
+    atomic_write(path, lambda f: torch.save({"model": state_dict}, f))
+
+
+def write_config(path: str, values: Mapping[str, Any], header: str = "") -> None:
+    """Write the YAML of the dotted ``values`` that differ from the defaults (``header`` as comments).
+
+    Raises:
+        KeyError: a key that is not a config key.
+        RuntimeError: ``load_config`` does not read back ``values`` (never expected).
+    """
+    defaults = get_cfg()
+    nested: Dict[str, Any] = {}
+    for key, value in values.items():
+        value = _as_type_of(config_value(defaults, key), value)
+        if value == config_value(defaults, key):
+            continue
+        *sections, leaf = key.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    text = comments + yaml.safe_dump(nested, sort_keys=False, default_flow_style=False)
+    atomic_write(path, lambda f: f.write(text), binary=False)
+    loaded = load_config(path)
+    wrong = [key for key, value in typed(values).items() if config_value(loaded, key) != value]
+    if wrong:
+        raise RuntimeError(f"{path} does not read back as written for {wrong}")
+
+
+def config_with(values: Mapping[str, Any]):
+    """``get_cfg()`` with the dotted ``values`` set (converted to the defaults' types)."""
+    cfg = get_cfg()
+    for key, value in values.items():
+        *sections, leaf = key.split(".")
+        node = cfg
+        for section in sections:
+            node = node[section]
+        if leaf not in node:
+            raise KeyError(f"{key!r} is not a config key (ddetr_plugin/config/defaults.py)")
+        node[leaf] = _as_type_of(node[leaf], value)
+    return cfg
+
+
+def typed(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """The dotted ``values`` in the types of their defaults (an int cost 2 as 2.0, tuples as lists)."""
+    defaults = get_cfg()
+    return {key: _as_type_of(config_value(defaults, key), value) for key, value in values.items()}
+
+
+def config_value(cfg, dotted: str) -> Any:
+    """``cfg`` at a dotted key such as "MODEL.TRANSFORMER.D_MODEL" (tuples as lists)."""
+    node = cfg
+    for part in dotted.split("."):
+        if part not in node:
+            raise KeyError(f"{dotted!r} is not a config key (ddetr_plugin/config/defaults.py)")
+        node = node[part]
+    return list(node) if isinstance(node, tuple) else node
+
+
+def _as_type_of(default: Any, value: Any) -> Any:
+    """``value`` in the type of the config default (an int cost 2 as 2.0, a tuple as a list)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _require(state_dict: StateDict, *keys: str) -> None:
+    missing = [key for key in keys if key not in state_dict]
+    if missing:
+        raise ValueError(f"the state dict lacks {', '.join(missing)}; it is not a Deformable DETR with a "
+                         f"ResNet backbone in the expected layout")
+
+
+def _count_indices(state_dict: StateDict, prefix: str) -> int:
+    """The number of entries ``prefix{i}.`` (checked to be 0..n-1)."""
+    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
+    indices = {int(match.group(1)) for key in state_dict if (match := pattern.match(key))}
+    if indices != set(range(len(indices))):
+        raise ValueError(f"{prefix}* has indices {sorted(indices)}; expected 0..{len(indices) - 1}")
+    return len(indices)
+
+
+def _points(state_dict: StateDict, attention: str, nheads: int, num_levels: int) -> int:
+    """Sampling points per head and level: sampling_offsets has heads x levels x points x 2 rows."""
+    rows = state_dict[f"{attention}.sampling_offsets.weight"].shape[0]
+    if rows % (nheads * num_levels * 2):
+        raise ValueError(f"{attention}.sampling_offsets has {rows} rows, not a multiple of "
+                         f"{nheads} heads x {num_levels} levels x 2; wrong number of heads?")
+    return rows // (nheads * num_levels * 2)
+
+
+def _resnet_depth(state_dict: StateDict) -> Tuple[int, bool]:
+    bottleneck = "backbone.body.layer1.0.conv3.weight" in state_dict
+    blocks = tuple(_count_indices(state_dict, f"backbone.body.{stage}.") for stage in STAGES)
+    for depth, layout in RESNET_LAYOUTS.items():
+        if layout == (blocks, bottleneck):
+            return depth, bottleneck
+    kind = "bottleneck" if bottleneck else "basic"
+    raise ValueError(f"the backbone has {blocks} {kind} blocks per stage, which is none of ResNet-"
+                     f"{', '.join(map(str, RESNET_LAYOUTS))}")
+
+
+def _backbone_out_features(state_dict: StateDict, num_levels: int, bottleneck: bool) -> Tuple[str, ...]:
+    """The stages whose outputs the 1x1 input projections read, identified by their channels."""
+    expansion = 4 if bottleneck else 1
+    stage_by_channels = {64 * 2**i * expansion: stage for i, stage in enumerate(STAGES)}
+    stages = []
+    for level in range(num_levels):
+        _require(state_dict, f"input_proj.{level}.0.weight")
+        _, in_channels, kernel, _ = state_dict[f"input_proj.{level}.0.weight"].shape
+        if kernel == 1:
+            if in_channels not in stage_by_channels:
+                raise ValueError(f"input_proj.{level} reads {in_channels} channels, the output of no ResNet stage")
+            stages.append(stage_by_channels[in_channels])
+    if not stages:
+        raise ValueError("no input projection reads a backbone stage (no 1x1 input_proj)")
+    return tuple(stages)
