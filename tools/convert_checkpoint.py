@@ -29,7 +29,7 @@ import sys
 import torch
 
 from ddetr_plugin.checkpoint import CheckpointFormatError, load_checkpoint_file
-from ddetr_plugin.checkpoint.checkpointer import atomic_write
+from ddetr_plugin.utils.file_io import atomic_write
 from ddetr_plugin.checkpoint.hf import load_hf_directory, ours_to_hf, save_hf_directory
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
 from ddetr_plugin.checkpoint.variant import save_state_dict, write_config

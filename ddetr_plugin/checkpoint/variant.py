@@ -20,7 +20,7 @@ import yaml
 
 from ddetr_plugin.config import get_cfg, load_config
 
-from .checkpointer import atomic_write
+from ..utils.file_io import atomic_write
 from .renaming import StateDict
 
 STAGES = ("layer1", "layer2", "layer3", "layer4")

@@ -8,7 +8,7 @@ import importlib.util
 import logging
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..checkpoint.checkpointer import atomic_write
+from ..utils.file_io import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from fvcore.common.config import CfgNode
 from ..config import ConfigKeyError
 from ..utils import comm
 from ..utils.logger import setup_logger
-from ..checkpoint.checkpointer import atomic_write
+from ..utils.file_io import atomic_write
 from .rng import seed_all
 
 logger = logging.getLogger(__name__)

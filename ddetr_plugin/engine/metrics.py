@@ -21,7 +21,7 @@ import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping, Optional
 
-from ..checkpoint.checkpointer import atomic_write
+from ..utils.file_io import atomic_write
 from .curves import CURVES_FILE_NAME, Series, matplotlib_available, plot_training_curves
 
 logger = logging.getLogger(__name__)

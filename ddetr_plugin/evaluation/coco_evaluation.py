@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -15,6 +14,7 @@ from pycocotools.cocoeval import COCOeval
 from torchvision.ops import box_convert
 
 from ..utils import comm
+from ..utils.file_io import atomic_write
 from .evaluator import DatasetEvaluator
 from .formatting import format_per_class_table, format_table
 
@@ -41,23 +41,6 @@ def _to_percent(value: float) -> float:
 def _python_scalar(value: Any) -> Any:
     """A tensor or NumPy scalar id as a plain Python value, so it pickles small and dumps to JSON."""
     return value.item() if hasattr(value, "item") else value
-
-
-def _write_json_atomically(path: str, obj: Any) -> None:
-    """Write JSON to a temporary file beside ``path`` and rename it, so readers never see half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.unlink(tmp_path)
-        raise
 
 
 class COCOEvaluator(DatasetEvaluator):
@@ -155,7 +138,7 @@ class COCOEvaluator(DatasetEvaluator):
         results = self._to_coco_results(coco_gt, predictions, category_ids)
         if self._output_dir:
             path = os.path.join(self._output_dir, RESULTS_FILE_NAME)
-            _write_json_atomically(path, results)
+            atomic_write(path, lambda f: json.dump(results, f), binary=False)
             logger.info("Wrote %d detections to %s", len(results), path)
         if not results:
             logger.warning("COCOEvaluator: no detections at all for %d images; AP is 0 for every category "
