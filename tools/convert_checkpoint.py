@@ -20,6 +20,9 @@ besides tensors); --from hf reads config.json and model.safetensors. --to offici
 {"model", "args"} with the decoder's head aliases; --to hf writes config.json and
 model.safetensors, loadable with DeformableDetrForObjectDetection.from_pretrained.
 Without --config-out, the YAML is written next to --output with the suffix .yaml.
+A 91-class checkpoint (the official and HF COCO models) gets MODEL.LABEL_SPACE category_id:
+its labels are COCO category ids (the choice is logged and noted in the YAML; edit it there
+if the model was trained with contiguous labels). Converting back stores no label space.
 """
 import argparse
 import logging
@@ -66,9 +69,12 @@ def convert_to_ours(source: str, input_path: str, output: str, config_out: str) 
     save_state_dict(output, converted.state_dict)
     values = {**converted.config_values, "MODEL.WEIGHTS": os.path.abspath(output)}
     description = converted.variant.describe()
-    write_config(config_out, values, header=f"Converted by tools/convert_checkpoint.py --from {source} from "
-                                            f"{input_path}\n{description}")
+    header = "\n".join([f"Converted by tools/convert_checkpoint.py --from {source} from {input_path}", description,
+                        *converted.notes])
+    write_config(config_out, values, header=header)
     logger.info("Wrote %s (%d tensors) and %s: %s", output, len(converted.state_dict), config_out, description)
+    for note in converted.notes:
+        logger.info("%s: %s", config_out, note)
 
 
 def convert_from_ours(target: str, input_path: str, config: str, opts: list, output: str) -> None:

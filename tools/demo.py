@@ -10,7 +10,8 @@ first: the top TEST.DETECTIONS_PER_IMAGE, then those scoring at least --threshol
 loader reads them (EXIF orientation applied, RGB) and resized to the test size
 (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); one already at that size is not resampled.
 Weights come from MODEL.WEIGHTS; class names from the metadata of DATASETS.TEST[0]
-when it can be loaded, else "class_<label>".
+when it can be loaded, read in MODEL.LABEL_SPACE (e.g. "category_id" for converted
+official or HF COCO weights), else "class_<label>".
 """
 import argparse
 import json
@@ -25,7 +26,7 @@ from torchvision import tv_tensors
 
 from ddetr_plugin.checkpoint import Checkpointer
 from ddetr_plugin.config import load_config
-from ddetr_plugin.data import eval_augmentation, get_metadata, read_image
+from ddetr_plugin.data import LabelSpace, check_label_space_name, eval_augmentation, get_metadata, read_image
 from ddetr_plugin.modeling import build_model
 from ddetr_plugin.utils.visualization import detection_records, draw_detections
 
@@ -49,14 +50,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def class_names(cfg) -> Optional[List[str]]:
-    """The class names of DATASETS.TEST[0], or None when it has none or cannot be loaded."""
+    """The name of each model label (MODEL.LABEL_SPACE) from the metadata of DATASETS.TEST[0], or None
+    when there is none or it cannot be loaded.
+
+    Raises:
+        ValueError: MODEL.NUM_CLASSES is too small for that dataset in MODEL.LABEL_SPACE.
+    """
     if not cfg.DATASETS.TEST:
         return None
     try:
-        return list(get_metadata(cfg.DATASETS.TEST[0]).thing_classes)
+        metadata = get_metadata(cfg.DATASETS.TEST[0])
     except Exception as e:  # an unregistered or missing dataset only costs the names
         logger.warning("No class names (%s: %s); labels are named class_<label>", type(e).__name__, e)
         return None
+    return LabelSpace.from_metadata(cfg.MODEL.LABEL_SPACE, metadata, cfg.MODEL.NUM_CLASSES).class_names
 
 
 def main(argv=None) -> int:
@@ -65,9 +72,10 @@ def main(argv=None) -> int:
     if not cfg.MODEL.WEIGHTS:
         raise ValueError(f"MODEL.WEIGHTS is empty in {args.config}: the demo needs trained weights "
                          f"(set it in the YAML or pass MODEL.WEIGHTS path/to/model.pth)")
+    check_label_space_name(cfg.MODEL.LABEL_SPACE)
+    names = class_names(cfg)
     model = build_model(cfg).eval()
     Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
-    names = class_names(cfg)
     resize = eval_augmentation(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     os.makedirs(args.output, exist_ok=True)
 

@@ -29,6 +29,7 @@ from ddetr_plugin.engine import (
     Trainer,
     check_component_names,
     check_dataset_names,
+    check_label_space,
     config_overrides,
     default_argument_parser,
     default_setup,
@@ -78,6 +79,7 @@ def cli(argv: Optional[List[str]] = None) -> None:
         cfg = load_config(args.config_file or None, config_overrides(args))
         check_component_names(cfg)
         check_dataset_names(cfg)
+        check_label_space(cfg)
         check_weights(cfg, args.eval_only)
     except (FileNotFoundError, ConfigKeyError, ValueError, ImportError) as e:
         sys.exit(f"train_net.py: config error: {e}")

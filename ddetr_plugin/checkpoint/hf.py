@@ -42,7 +42,15 @@ from .renaming import (
     drop_batch_norm_counters,
     merge_head_aliases,
 )
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, require_default, typed, variant_of_weights
+from .variant import (
+    ConvertedCheckpoint,
+    ModelVariant,
+    config_value,
+    infer_label_space,
+    require_default,
+    typed,
+    variant_of_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +207,8 @@ def hf_to_ours(hf_state_dict: StateDict, config: Dict[str, Any]) -> ConvertedChe
     values = variant.config_values()
     values.update({key: setting[name] for name, key in HF_TO_CONFIG.items()})
     values.update(HF_FIXED)
-    return ConvertedCheckpoint(ours, variant, typed(values))
+    values["MODEL.LABEL_SPACE"], note = infer_label_space(variant.num_classes, config.get("id2label"))
+    return ConvertedCheckpoint(ours, variant, typed(values), notes=(note,) if note else ())
 
 
 def _hf_backbone(config: Dict[str, Any]) -> Tuple[int, bool]:

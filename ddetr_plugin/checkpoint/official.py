@@ -31,7 +31,15 @@ from .renaming import (
     drop_batch_norm_counters,
     merge_head_aliases,
 )
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, require_default, typed, variant_of_weights
+from .variant import (
+    ConvertedCheckpoint,
+    ModelVariant,
+    config_value,
+    infer_label_space,
+    require_default,
+    typed,
+    variant_of_weights,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +128,8 @@ def official_to_ours(checkpoint: Mapping[str, Any]) -> ConvertedCheckpoint:
     for option, key in ARGS_TO_CONFIG.items():
         if _arg(args, option) is not None:
             values[key] = _arg(args, option)
-    return ConvertedCheckpoint(ours, variant, typed(values))
+    values["MODEL.LABEL_SPACE"], note = infer_label_space(variant.num_classes)
+    return ConvertedCheckpoint(ours, variant, typed(values), notes=(note,) if note else ())
 
 
 def ours_to_official(state_dict: StateDict, cfg) -> Dict[str, Any]:

@@ -8,8 +8,9 @@ number of two-stage proposals) come from the source checkpoint's own settings.
 Both converters (official.py, hf.py) rename to our layout first and infer the
 variant here, so this logic exists once.
 
-``write_config`` writes the YAML of the config keys that differ from the defaults and
-checks that ``load_config`` reads back exactly the values given.
+``infer_label_space`` decides MODEL.LABEL_SPACE for converted weights, which neither source
+format stores. ``write_config`` writes the YAML of the config keys that differ from the
+defaults and checks that ``load_config`` reads back exactly the values given.
 """
 import dataclasses
 import re
@@ -20,6 +21,7 @@ import yaml
 
 from ddetr_plugin.config import get_cfg, load_config
 
+from ..data.label_space import CATEGORY_ID, CONTIGUOUS
 from ..utils.file_io import atomic_write
 from .renaming import StateDict
 
@@ -172,11 +174,13 @@ class ModelVariant:
 
 class ConvertedCheckpoint(NamedTuple):
     """A state dict in our layout, its variant, and the config values (dotted keys, in the types of
-    the defaults) of the model it fits: the variant's and the training settings the source stored."""
+    the defaults) of the model it fits: the variant's and the training settings the source stored.
+    ``notes``: lines about values the converter had to decide, for the log and the written YAML."""
 
     state_dict: StateDict
     variant: ModelVariant
     config_values: Dict[str, Any]
+    notes: Tuple[str, ...] = ()
 
     def config(self):
         """The defaults with ``config_values`` set (a mutable CfgNode)."""
@@ -202,6 +206,34 @@ CONFIG_KEYS = {
     "dilation": "MODEL.BACKBONE.DILATION",
     "position_encoding": "MODEL.POSITION_ENCODING.NAME",
 }
+
+
+# COCO's category ids run 1..90 (80 of them used); the official models and the HF hub's COCO
+# checkpoints have 91 classes because their labels are those ids.
+COCO_CATEGORY_ID_CLASSES = 91
+
+
+def infer_label_space(num_classes: int, id2label: Optional[Mapping[Any, Any]] = None) -> Tuple[str, Optional[str]]:
+    """(MODEL.LABEL_SPACE, a note saying why and how to override, or None) for converted weights.
+
+    Neither the official nor the HF format says how labels map to categories. A 91-class head is read
+    as COCO category ids, as the official and HF COCO models use them; HF's ``id2label`` settles it when
+    it names COCO classes: label 1 "person" with label 12 (an id COCO leaves unused) absent or "N/A"
+    confirms it, label 0 "person" means contiguous labels. Other numbers of classes: contiguous (the
+    default), without a note.
+    """
+    if num_classes != COCO_CATEGORY_ID_CLASSES:
+        return CONTIGUOUS, None
+    names = {str(key): str(value) for key, value in (id2label or {}).items()}
+    if names.get("0") == "person":
+        space, reason = CONTIGUOUS, "config.json's id2label names label 0 'person'"
+    elif names.get("1") == "person" and names.get("12", "N/A") == "N/A":
+        space, reason = CATEGORY_ID, "91 classes, and config.json's id2label names COCO ids (1 'person', 12 unused)"
+    else:
+        space, reason = CATEGORY_ID, "91 classes: the official and HF COCO models use COCO's category ids as labels"
+    other = CONTIGUOUS if space == CATEGORY_ID else CATEGORY_ID
+    return space, (f"MODEL.LABEL_SPACE {space} ({reason}); if the model was trained with {other} labels, "
+                   f"set MODEL.LABEL_SPACE {other}")
 
 
 def variant_of_weights(state_dict: StateDict, cfg) -> ModelVariant:

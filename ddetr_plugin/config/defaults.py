@@ -21,6 +21,16 @@ _C.MODEL.META_ARCHITECTURE = "DeformableDETR"
 _C.MODEL.DEVICE = "cuda"
 _C.MODEL.WEIGHTS = ""
 _C.MODEL.NUM_CLASSES = 91
+# What the model's class index stands for (ddetr_plugin/data/label_space.py):
+# - "contiguous": label c is the c-th category of the dataset in increasing id order;
+#   needs NUM_CLASSES >= the number of categories.
+# - "category_id": the label is the dataset's category id itself, as in the official
+#   implementation and the HF hub's COCO checkpoints (91 classes for COCO's ids 1-90,
+#   the unused ids in between never positive); needs NUM_CLASSES > the largest id.
+#   tools/convert_checkpoint.py writes it into the configs of 91-class checkpoints.
+# Checkpoints do not store it: a model evaluated or fine-tuned in the other space
+# than it was trained in gets every category wrong.
+_C.MODEL.LABEL_SPACE = "contiguous"
 # RGB, 0-255 (ImageNet statistics, as the official transforms)
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .catalog import get_dataset_dicts, get_metadata
 from .errors import DatasetError
+from .label_space import LabelSpace
 from .mapper import DatasetMapper
 from .samplers import InferenceSampler, TrainingSampler
 
@@ -54,13 +55,18 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1, start_i
     Iteration ``i`` of the loader is training iteration ``start_iter + i``; the union of
     all ranks' batches at an iteration is the batch one process would get (samplers.py).
 
+    Target labels are in MODEL.LABEL_SPACE (label_space.py).
+
     Raises:
-        ValueError: SOLVER.IMS_PER_BATCH is not a multiple of ``world_size``.
+        ValueError: SOLVER.IMS_PER_BATCH is not a multiple of ``world_size``, or MODEL.NUM_CLASSES is
+            too small for the datasets in MODEL.LABEL_SPACE.
+        DatasetError: the datasets' classes, or in the "category_id" space their ids, differ.
     """
     records = get_training_records(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
+    label_space = training_label_space(cfg)
     sampler = TrainingSampler(len(records), cfg.SOLVER.IMS_PER_BATCH, cfg.SEED, rank=rank, world_size=world_size,
                               start_iter=start_iter)
-    dataset = _MappedRecords(records, DatasetMapper(cfg, is_train=True))
+    dataset = _MappedRecords(records, DatasetMapper(cfg, is_train=True, label_map=label_space.record_to_label))
     return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.DATALOADER.NUM_WORKERS,
                       collate_fn=_as_list, generator=torch.Generator().manual_seed(cfg.SEED))
 
@@ -68,15 +74,35 @@ def build_train_loader(cfg: CfgNode, rank: int = 0, world_size: int = 1, start_i
 def build_test_loader(cfg: CfgNode, dataset_name: str, rank: int = 0, world_size: int = 1) -> DataLoader:
     """This rank's contiguous shard of ``dataset_name`` in batches of one, test-resized.
 
-    Every image appears exactly once over all ranks; batches are lists of one mapped dict.
+    Every image appears exactly once over all ranks; batches are lists of one mapped dict, their target
+    labels in MODEL.LABEL_SPACE.
     """
     records = get_dataset_dicts(dataset_name)
-    dataset = _MappedRecords(records, DatasetMapper(cfg, is_train=False))
+    label_map = LabelSpace.from_config(cfg, dataset_name).record_to_label
+    dataset = _MappedRecords(records, DatasetMapper(cfg, is_train=False, label_map=label_map))
     workers = cfg.DATALOADER.NUM_WORKERS
     # Persistent workers: periodic evaluation reuses them instead of forking anew each time.
     return DataLoader(dataset, sampler=InferenceSampler(len(records), rank, world_size), batch_size=1,
                       num_workers=workers, persistent_workers=workers > 0, collate_fn=_as_list,
                       generator=torch.Generator().manual_seed(cfg.SEED))
+
+
+def training_label_space(cfg: CfgNode) -> LabelSpace:
+    """The label space of DATASETS.TRAIN, which must be the same for every one of them.
+
+    Raises:
+        ValueError: MODEL.LABEL_SPACE is unknown or MODEL.NUM_CLASSES too small (label_space.py).
+        DatasetError: two datasets give a category different labels (same classes, different ids).
+    """
+    spaces = [LabelSpace.from_config(cfg, name) for name in cfg.DATASETS.TRAIN]
+    for other in spaces[1:]:
+        if other.record_to_label != spaces[0].record_to_label:
+            raise DatasetError(
+                f"datasets {spaces[0].dataset_name!r} and {other.dataset_name!r} give their classes different "
+                f"category ids ({list(spaces[0].label_to_category_id.values())} vs "
+                f"{list(other.label_to_category_id.values())}); with "
+                f"MODEL.LABEL_SPACE {cfg.MODEL.LABEL_SPACE!r} they cannot train together")
+    return spaces[0]
 
 
 class _MappedRecords(Dataset):

@@ -6,6 +6,7 @@ is a thin script over it.
 from .defaults import (
     check_component_names,
     check_dataset_names,
+    check_label_space,
     config_overrides,
     default_argument_parser,
     default_setup,
@@ -22,7 +23,7 @@ from .trainer import NonFiniteLossError, Trainer
 __all__ = [
     "DatasetsEvaluation", "MetricsWriter", "ModelEMA", "NonFiniteLossError", "Trainer", "build_evaluator",
     "build_lr_scheduler", "build_optimizer", "check_component_names", "check_dataset_names",
-    "config_overrides", "default_argument_parser", "default_setup",
+    "check_label_space", "config_overrides", "default_argument_parser", "default_setup",
     "get_param_groups", "get_rng_state", "inference_dir", "launch", "multistep_warmup_factor",
     "preserved_rng_state", "seed_all", "set_rng_state",
 ]

@@ -124,6 +124,17 @@ def check_dataset_names(cfg: CfgNode) -> None:
             )
 
 
+def check_label_space(cfg: CfgNode) -> None:
+    """Raise ValueError (before any work) if MODEL.LABEL_SPACE is unknown; the error lists the choices.
+
+    MODEL.NUM_CLASSES is checked against each dataset when its loader or evaluator is built, since
+    that needs the dataset's categories.
+    """
+    from ..data import check_label_space_name
+
+    check_label_space_name(cfg.MODEL.LABEL_SPACE)
+
+
 def config_overrides(args: argparse.Namespace) -> List[str]:
     """The trailing KEY VALUE overrides of ``args`` (argparse leaves a leading "--" in REMAINDER)."""
     opts = list(args.opts or [])

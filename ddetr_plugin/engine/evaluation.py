@@ -6,7 +6,7 @@ from typing import Dict, Iterable, Optional
 from fvcore.common.config import CfgNode
 from torch import nn
 
-from ..data import build_test_loader, get_metadata
+from ..data import LabelSpace, build_test_loader, get_metadata
 from ..evaluation import COCOEvaluator, inference_on_dataset, print_csv_format
 from ..utils import comm
 
@@ -23,14 +23,25 @@ def inference_dir(output_dir: str, dataset_name: str, num_datasets: int) -> str:
 
 
 def build_evaluator(cfg: CfgNode, dataset_name: str, output_dir: Optional[str]) -> COCOEvaluator:
-    """A COCOEvaluator against ``dataset_name``'s ground-truth JSON, with its class names and id mapping."""
+    """A COCOEvaluator against ``dataset_name``'s ground-truth JSON that reads the model's labels in
+    MODEL.LABEL_SPACE (data/label_space.py): their category ids and class names.
+
+    Detections whose label stands for no category of the dataset (a model with more classes than the
+    dataset has, or an unused COCO id of the "category_id" space) are left out, as pycocotools leaves out
+    categories its ground truth lacks.
+
+    Raises:
+        ValueError: MODEL.LABEL_SPACE is unknown, or MODEL.NUM_CLASSES too small for the dataset.
+    """
     metadata = get_metadata(dataset_name)
+    labels = LabelSpace.from_metadata(cfg.MODEL.LABEL_SPACE, metadata, cfg.MODEL.NUM_CLASSES)
     return COCOEvaluator(
         metadata.json_file,
-        contiguous_to_category_id=metadata.contiguous_id_to_thing_dataset_id,
-        class_names=metadata.thing_classes,
+        contiguous_to_category_id=labels.label_to_category_id,
+        class_names=labels.class_names,
         output_dir=output_dir,
         distributed=True,
+        drop_unmapped_labels=True,
     )
 
 
@@ -46,6 +57,9 @@ class DatasetsEvaluation:
         self.cfg = cfg
         self.dataset_names = list(cfg.DATASETS.TEST if dataset_names is None else dataset_names)
         self._loaders: Dict[str, Iterable] = {}
+        # MODEL.NUM_CLASSES too small for a test dataset is found now, not after training.
+        for name in self.dataset_names:
+            LabelSpace.from_config(cfg, name)
 
     def __call__(self, model: nn.Module) -> Dict[str, Results]:
         if not self.dataset_names:

@@ -56,6 +56,9 @@ class COCOEvaluator(DatasetEvaluator):
         output_dir: where the main process writes ``coco_instances_results.json``; None: nowhere.
         distributed: gather the predictions of every process to rank 0 before evaluating. False:
             each process evaluates only what it processed itself.
+        drop_unmapped_labels: leave out (with a warning that counts them) detections whose label has no
+            category id, e.g. the classes of a model with more classes than the dataset, as pycocotools
+            ignores categories its ground truth lacks. False: such a label is an error.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class COCOEvaluator(DatasetEvaluator):
         class_names: Optional[Sequence[str]] = None,
         output_dir: Optional[str] = None,
         distributed: bool = True,
+        drop_unmapped_labels: bool = False,
     ) -> None:
         if isinstance(coco_json_file, COCO):
             self._coco_gt: Optional[COCO] = coco_json_file
@@ -83,6 +87,7 @@ class COCOEvaluator(DatasetEvaluator):
             self._check_class_names(self._contiguous_to_category_id)
         self._output_dir = output_dir
         self._distributed = distributed
+        self._drop_unmapped_labels = drop_unmapped_labels
         self._predictions: List[Dict[str, Any]] = []
 
     @property
@@ -103,7 +108,7 @@ class COCOEvaluator(DatasetEvaluator):
         Args:
             inputs: one dict per image with "image_id" (the ground truth's image id).
             outputs: one dict per image with "boxes" (K, 4) xyxy in original-image pixels,
-                "scores" (K,) and "labels" (K,) contiguous model labels.
+                "scores" (K,) and "labels" (K,) model labels (see contiguous_to_category_id).
         """
         if len(inputs) != len(outputs):
             raise ValueError(f"COCOEvaluator.process: {len(inputs)} inputs but {len(outputs)} outputs")
@@ -191,15 +196,22 @@ class COCOEvaluator(DatasetEvaluator):
             logger.info("COCOEvaluator: ignored %d repeated images", len(predictions) - len(by_image))
 
         results = []
+        dropped: Dict[int, int] = {}  # label -> detections left out
         for image_id in sorted(by_image, key=image_order.__getitem__):
             p = by_image[image_id]
             bad_labels = sorted(set(p["labels"].tolist()) - set(category_ids))
-            if bad_labels:
+            if bad_labels and not self._drop_unmapped_labels:
                 raise ValueError(f"COCOEvaluator: labels {bad_labels} of image {image_id} have no category id; "
                                  f"known contiguous labels: {sorted(category_ids)}")
             for box, score, label in zip(p["boxes_xywh"].tolist(), p["scores"].tolist(), p["labels"].tolist()):
+                if label not in category_ids:
+                    dropped[label] = dropped.get(label, 0) + 1
+                    continue
                 results.append({"image_id": image_id, "category_id": category_ids[label], "bbox": box,
                                 "score": score})
+        if dropped:
+            logger.warning("COCOEvaluator: left out %d detections with labels that stand for no category of '%s' "
+                           "(labels %s)", sum(dropped.values()), self._json_file, sorted(dropped))
         return results
 
     def _run_cocoeval(self, coco_gt: COCO, results: List[Dict[str, Any]]) -> COCOeval:

@@ -121,3 +121,18 @@ def test_other_backbones_and_models_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(config))
     with pytest.raises(FileNotFoundError, match="no model.safetensors"):
         load_hf_directory(str(tmp_path))
+
+
+def test_id2label_decides_the_label_space_of_91_classes():
+    cfg = tiny_cfg("plain", "MODEL.NUM_CLASSES", 91)
+    hf, config = ours_to_hf(build_model(cfg).state_dict(), cfg)
+    # the hub's COCO configs: label = COCO id, unused ids (0, 12, 26, ...) named "N/A"
+    coco = {str(i): "N/A" if i in (0, 12, 26, 29, 30, 45, 66, 68, 69, 71, 83) else f"thing{i}" for i in range(91)}
+    coco["1"] = "person"
+    converted = hf_to_ours(hf, {**config, "id2label": coco})
+    assert converted.config_values["MODEL.LABEL_SPACE"] == "category_id"
+    assert "id2label names COCO ids" in converted.notes[0]
+    contiguous = {str(i): "person" if i == 0 else f"thing{i}" for i in range(91)}
+    converted = hf_to_ours(hf, {**config, "id2label": contiguous})
+    assert converted.config_values["MODEL.LABEL_SPACE"] == "contiguous"
+    assert "label 0 'person'" in converted.notes[0]

@@ -3,7 +3,8 @@ import pytest
 import torch
 import yaml
 
-from ddetr_plugin.checkpoint.variant import ModelVariant, config_with, variant_of_weights, write_config
+from ddetr_plugin.checkpoint.variant import (ModelVariant, config_with, infer_label_space, variant_of_weights,
+                                             write_config)
 from ddetr_plugin.config import get_cfg, load_config
 from ddetr_plugin.modeling import build_model
 
@@ -92,3 +93,26 @@ def test_the_defaults_describe_the_official_model():
     variant = ModelVariant.from_config(get_cfg())
     assert variant.describe() == ("plain, ResNet-50, 4 level(s), 91 classes, 300 queries, d_model 256, 6+6 layers")
     assert variant.num_heads_per_kind == 6
+
+
+COCO_ID2LABEL = {"0": "N/A", "1": "person", "2": "bicycle", "11": "fire hydrant", "12": "N/A", "13": "stop sign"}
+
+
+@pytest.mark.parametrize("num_classes, id2label, expected", [
+    (91, None, "category_id"),  # the official and HF COCO head
+    (91, {str(i): f"LABEL_{i}" for i in range(91)}, "category_id"),  # generic names show nothing either way
+    (91, COCO_ID2LABEL, "category_id"),
+    (91, {"0": "person", "1": "bicycle"}, "contiguous"),  # a 91-class model with contiguous labels
+    (5, None, "contiguous"),
+    (80, {"0": "person"}, "contiguous"),
+])
+def test_label_space_of_converted_weights(num_classes, id2label, expected):
+    space, note = infer_label_space(num_classes, id2label)
+    assert space == expected
+    if num_classes == 91:  # the choice is explained, with how to override it
+        other = "contiguous" if expected == "category_id" else "category_id"
+        assert note.startswith(f"MODEL.LABEL_SPACE {expected} (") and f"set MODEL.LABEL_SPACE {other}" in note
+    else:
+        assert note is None
+    if id2label is COCO_ID2LABEL:
+        assert "id2label names COCO ids" in note

@@ -84,3 +84,57 @@ def test_datasets_with_different_classes_cannot_train_together(tmp_path, tiny_sh
     register_coco_instances("test_build_other_classes", write_json(tmp_path / "o.json", coco_doc()), tmp_path)
     with pytest.raises(DatasetError, match="different classes"):
         get_training_records([tiny_shapes, "test_build_other_classes"], filter_empty=False)
+
+
+def _register_sparse_ids(tmp_path, name, category_ids=(1, 3, 7)):
+    """Two images whose boxes have the categories ``category_ids`` (names a, b, c), as (name, raw ids by image)."""
+    for file_name in ("a.png", "b.png"):
+        write_image(tmp_path / file_name, 50, 100)
+    images = [{"id": i, "file_name": file_name, "height": 50, "width": 100}
+              for i, file_name in enumerate(["a.png", "b.png"], start=1)]
+    first, second, third = category_ids
+    raw = {1: [third, first], 2: [second]}
+    annotations = [{"id": 10 * image_id + k, "image_id": image_id, "category_id": category_id,
+                    "bbox": [5 + 20 * k, 5, 15, 20]}
+                   for image_id, ids in raw.items() for k, category_id in enumerate(ids)]
+    categories = [{"id": category_id, "name": n} for category_id, n in zip(category_ids, "abc")]
+    register_coco_instances(name, write_json(tmp_path / f"{name}.json", coco_doc(images, annotations, categories)),
+                            tmp_path)
+    return raw
+
+
+def test_labels_follow_the_label_space(tmp_path, tiny_cfg):
+    raw = _register_sparse_ids(tmp_path, "test_build_sparse_ids")
+    tiny_cfg.DATASETS.TRAIN = ["test_build_sparse_ids"]
+    tiny_cfg.INPUT.CROP.ENABLED = False  # a crop could drop a box
+    tiny_cfg.SOLVER.IMS_PER_BATCH = 2
+    contiguous = {1: 0, 3: 1, 7: 2}
+
+    tiny_cfg.MODEL.NUM_CLASSES = 3
+    batch = next(iter(build_train_loader(tiny_cfg)))
+    assert {item["image_id"] for item in batch} == {1, 2}
+    for item in batch:
+        assert item["targets"]["labels"].tolist() == [contiguous[i] for i in raw[item["image_id"]]]
+
+    tiny_cfg.MODEL.LABEL_SPACE, tiny_cfg.MODEL.NUM_CLASSES = "category_id", 8
+    for item in next(iter(build_train_loader(tiny_cfg))):
+        assert item["targets"]["labels"].tolist() == raw[item["image_id"]]
+    for (item,) in build_test_loader(tiny_cfg, "test_build_sparse_ids"):
+        assert item["targets"]["labels"].tolist() == raw[item["image_id"]]
+
+    tiny_cfg.MODEL.NUM_CLASSES = 7
+    with pytest.raises(ValueError, match="MODEL.NUM_CLASSES is 7, too small for MODEL.LABEL_SPACE 'category_id' "
+                                         "on dataset 'test_build_sparse_ids'"):
+        build_train_loader(tiny_cfg)
+
+
+def test_datasets_with_other_category_ids_cannot_train_together_in_category_id_space(tmp_path, tiny_cfg):
+    _register_sparse_ids(tmp_path, "test_build_ids_137")
+    _register_sparse_ids(tmp_path, "test_build_ids_246", category_ids=(2, 4, 6))
+    tiny_cfg.DATASETS.TRAIN = ["test_build_ids_137", "test_build_ids_246"]
+    tiny_cfg.MODEL.NUM_CLASSES = 8
+    build_train_loader(tiny_cfg)  # same classes: contiguous labels agree
+    tiny_cfg.MODEL.LABEL_SPACE = "category_id"
+    with pytest.raises(DatasetError, match=r"'test_build_ids_137' and 'test_build_ids_246' give their classes "
+                                           r"different category ids \(\[1, 3, 7\] vs \[2, 4, 6\]\)"):
+        build_train_loader(tiny_cfg)

@@ -71,3 +71,13 @@ def test_explicit_construction_without_cfg(tmp_path):
     mapper = DatasetMapper(None, is_train=False, augmentation=lambda sample: sample, seed=0)
     out = mapper(_record(tmp_path, [{"bbox": [1.0, 2.0, 3.0, 4.0], "category_id": 5, "iscrowd": 0}]), 0, 0)
     assert out["image"].shape == (3, 60, 80) and out["targets"]["boxes"].tolist() == [[1, 2, 3, 4]]
+
+
+def test_label_map_translates_categories_and_is_required_outside_contiguous(tmp_path, tiny_cfg):
+    record = _record(tmp_path, [{"bbox": [1.0, 2.0, 30.0, 40.0], "category_id": 2, "iscrowd": 0},
+                                {"bbox": [40.0, 10.0, 80.0, 60.0], "category_id": 0, "iscrowd": 0}])
+    mapper = DatasetMapper(tiny_cfg, is_train=False, label_map={0: 1, 1: 3, 2: 7})
+    assert mapper(record, epoch=0, index=0)["targets"]["labels"].tolist() == [7, 1]
+    tiny_cfg.MODEL.LABEL_SPACE = "category_id"
+    with pytest.raises(ValueError, match="MODEL.LABEL_SPACE is 'category_id'; pass label_map="):
+        DatasetMapper(tiny_cfg, is_train=False)

@@ -5,7 +5,8 @@ import os
 import pytest
 
 from ddetr_plugin.config import ConfigKeyError, get_cfg, load_config
-from ddetr_plugin.engine import check_component_names, config_overrides, default_argument_parser, default_setup
+from ddetr_plugin.engine import (check_component_names, check_label_space, config_overrides, default_argument_parser,
+                                 default_setup)
 
 
 def test_flags_of_the_design():
@@ -32,6 +33,13 @@ def test_unknown_component_name_lists_the_registered_ones():
         check_component_names(cfg)
     assert "MODEL.BACKBONE.NAME" in str(info.value) and "NoSuchBackbone" in str(info.value)
     assert "ResNetBackbone" in str(info.value)
+
+
+def test_unknown_label_space_lists_the_choices():
+    check_label_space(load_config(None, ["MODEL.LABEL_SPACE", "category_id"]))
+    with pytest.raises(ValueError, match=r"MODEL.LABEL_SPACE must be one of 'contiguous', 'category_id', "
+                                         r"got 'category_ids'"):
+        check_label_space(load_config(None, ["MODEL.LABEL_SPACE", "category_ids"]))
 
 
 @pytest.fixture

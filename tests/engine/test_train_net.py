@@ -123,6 +123,7 @@ def _train_net_module():
     (["MODEL.BACKBONE.NAME", "NoSuch"], "MODEL.BACKBONE.NAME: no component named 'NoSuch'"),
     (["SOLVER.MAX_ITER", "1.5"], "'SOLVER.MAX_ITER' expects int"),
     (["DATASETS.TEST", "['tiny_shapes_vall']"], "DATASETS.TEST: no dataset named 'tiny_shapes_vall'; registered:"),
+    (["MODEL.LABEL_SPACE", "coco"], "MODEL.LABEL_SPACE must be one of 'contiguous', 'category_id', got 'coco'"),
     (["--eval-only"], "--eval-only needs weights"),
     (["MODEL.WEIGHTS", "/nonexistent/model.pth"], "MODEL.WEIGHTS: checkpoint file not found: /nonexistent/model.pth"),
 ])

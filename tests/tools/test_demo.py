@@ -96,3 +96,29 @@ def test_errors(tmp_path, setup, capsys):
     assert "share the file names ['a']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty"):
         demo.main(["--config", config, "--input", paths[0], "--output", str(tmp_path), "MODEL.WEIGHTS", "''"])
+
+
+def test_names_follow_the_label_space(tmp_path, setup):
+    config, _, paths = setup
+    demo = load_tool("demo")
+    categories = [{"id": 1, "name": "ant"}, {"id": 3, "name": "bee"}]
+    (tmp_path / "sparse.json").write_text(json.dumps({"images": [], "annotations": [], "categories": categories}))
+    register_coco_instances("demo_test_sparse_ids", tmp_path / "sparse.json", tmp_path)
+    try:
+        demo.main(["--config", config, "--input", paths[0], "--output", str(tmp_path / "ids"), "--threshold", "0",
+                   "MODEL.LABEL_SPACE", "category_id", "DATASETS.TEST", "['demo_test_sparse_ids']"])
+    finally:
+        remove_dataset("demo_test_sparse_ids")
+    detections = json.loads((tmp_path / "ids" / "a.json").read_text())["detections"]
+    expected = {0: "class_0", 1: "ant", 2: "class_2", 3: "bee", 4: "class_4"}  # labels are the category ids
+    assert {d["label"] for d in detections} >= {1, 3}
+    assert all(d["name"] == expected[d["label"]] for d in detections)
+
+    # the setup's dataset has ids 10-14: too many for the model's 5 classes as category ids
+    with pytest.raises(ValueError, match="MODEL.NUM_CLASSES is 5, too small for MODEL.LABEL_SPACE 'category_id' on "
+                                         "dataset 'demo_test_classes'"):
+        demo.main(["--config", config, "--input", paths[0], "--output", str(tmp_path), "MODEL.LABEL_SPACE",
+                   "category_id"])
+    with pytest.raises(ValueError, match="MODEL.LABEL_SPACE must be one of 'contiguous', 'category_id', got 'ids'"):
+        demo.main(["--config", config, "--input", paths[0], "--output", str(tmp_path), "MODEL.LABEL_SPACE", "ids",
+                   "DATASETS.TEST", "[]"])
