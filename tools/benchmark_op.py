@@ -1,11 +1,21 @@
-"""Benchmark multi-scale deformable attention: native kernels vs the PyTorch reference.
+"""Benchmark multi-scale deformable attention: native kernels vs the PyTorch reference (and, on CUDA, a baseline).
 
-Runs both backends in one process on the same inputs and thread count, at the
+Runs the backends in one process on the same inputs and thread count, at the
 encoder shape of an 800x1066 image (levels (100,134) (50,67) (25,34) (13,17),
 M=8, D=32, P=4, Lq=S=17,821) and the decoder shape (Lq=300), forward and
-forward+backward, and prints medians, speed-up ratios and peak memory.
+forward+backward, and prints medians, the native op's speed-up over each other
+backend and peak memory.
 
-    python tools/benchmark_op.py [--device cpu|cuda] [--threads N] [--repeats R] [--dtype float32]
+    python tools/benchmark_op.py [--device cpu|cuda] [--threads N] [--repeats R]
+                                 [--dtype float32|float64|float16|bfloat16]
+
+On CUDA a third backend, "baseline", is timed: kernels with the official
+Deformable DETR op's design (one thread per output channel; tools/msda_baseline/,
+compiled just in time on first use). Before any timing, its output and gradients
+are compared with the native op's on the inputs of every shape, and the run stops
+if they disagree, so a wrong baseline cannot flatter the ratio. The
+reference runs in the requested dtype (grid_sample takes half and bfloat16 on
+CUDA); the native CPU kernel takes float32 and float64 only.
 
 Peak memory on the CPU is the growth of the process's peak resident set while
 the case runs, so each case runs in its own child process; on CUDA it is
@@ -20,10 +30,16 @@ import time
 import torch
 
 from ddetr_plugin.ops import multi_scale_deformable_attention, native_available
+from ddetr_plugin.ops.native import native_unsupported_reason
+from msda_baseline import baseline_ms_deform_attn, load_baseline  # tools/msda_baseline/, beside this script
 
 LEVELS = ((100, 134), (50, 67), (25, 34), (13, 17))
 HEADS, CHANNELS, POINTS = 8, 32, 4
 SHAPES = {"encoder": None, "decoder": 300}  # Lq; None: Lq = S
+LABELS = {"pytorch": "reference", "baseline": "baseline", "native": "native"}  # backend: column name
+# Largest baseline-vs-native difference accepted, relative to the native tensor's largest magnitude:
+# float32 summation order, or one rounding of the result for half and bfloat16.
+BASELINE_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
 def reference_points(queries: int, positions: int, generator: torch.Generator) -> torch.Tensor:
@@ -68,6 +84,13 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def attention(backend: str, *inputs: torch.Tensor) -> torch.Tensor:
+    """The op on one backend ("pytorch", "native" or "baseline"); inputs and output as make_inputs / the op."""
+    if backend == "baseline":
+        return baseline_ms_deform_attn(*inputs)
+    return multi_scale_deformable_attention(*inputs, backend=backend)
+
+
 def run_case(
     shape: str, backend: str, mode: str, device: str, dtype: torch.dtype, repeats: int, threads: int, random: bool
 ):
@@ -79,7 +102,7 @@ def run_case(
             t.requires_grad_(True)
 
     def step():
-        out = multi_scale_deformable_attention(value, shapes, starts, locations, weights, backend=backend)
+        out = attention(backend, value, shapes, starts, locations, weights)
         if mode == "fwd+bwd":
             torch.autograd.grad(out, (value, locations, weights), torch.ones_like(out))
 
@@ -104,6 +127,38 @@ def run_case(
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
     return statistics.median(times), max(peak, 0) / 2**20
+
+
+def check_baseline(shape: str, dtype: torch.dtype, random: bool) -> None:
+    """Compare the baseline's output and gradients with the native op's on the CUDA benchmark inputs.
+
+    Prints the max abs difference of each tensor and raises SystemExit when one exceeds
+    BASELINE_TOLERANCE[dtype] times the native tensor's max magnitude.
+    """
+    value, shapes, starts, locations, weights = make_inputs(SHAPES[shape], "cuda", dtype, random)
+    inputs = tuple(t.requires_grad_(True) for t in (value, locations, weights))
+    results = {}
+    for backend in ("native", "baseline"):
+        out = attention(backend, value, shapes, starts, locations, weights)
+        generator = torch.Generator().manual_seed(1)  # the same grad_output for both backends
+        grad_output = torch.randn(out.shape, generator=generator).to(out)
+        results[backend] = (out.detach(), *torch.autograd.grad(out, inputs, grad_output))
+    tolerance = BASELINE_TOLERANCE[dtype]
+    report, failures = [], []
+    for name, native, baseline in zip(
+        ("output", "grad_value", "grad_locations", "grad_weights"), results["native"], results["baseline"]
+    ):
+        diff = (baseline.double() - native.double()).abs().max().item()
+        relative = diff / max(native.double().abs().max().item(), torch.finfo(torch.float64).tiny)
+        report.append(f"{name} {diff:.2e} ({relative:.1e} rel)")
+        if not relative <= tolerance:  # NaN fails too
+            failures.append(name)
+    print(f"baseline vs native, {shape}: max abs diff " + ", ".join(report))
+    if failures:
+        raise SystemExit(
+            f"baseline disagrees with the native op on {', '.join(failures)} ({shape}, "
+            f"{str(dtype).removeprefix('torch.')}: tolerance {tolerance:g} relative); not timing a wrong baseline"
+        )
 
 
 def _child(queue, *args):
@@ -134,15 +189,26 @@ def main() -> None:
     dtype = getattr(torch, args.dtype)
     if not native_available(args.device):
         raise SystemExit(f"the native op is not built for {args.device}; nothing to compare")
+    reason = native_unsupported_reason(args.device, dtype)
+    if reason is not None:
+        raise SystemExit(f"no native kernel to benchmark: {reason}")
+    backends = ["pytorch", "baseline", "native"] if args.device == "cuda" else ["pytorch", "native"]
+    others = backends[:-1]  # the native op's speed-up is printed against each
+    if "baseline" in backends:
+        load_baseline()  # compile before any timing
+        for shape in args.shapes:
+            check_baseline(shape, dtype, args.random_locations)
     print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}, "
           f"median of {args.repeats}, {'uniform random' if args.random_locations else 'model-like'} locations")
-    header = f"{'shape':8} {'mode':8} {'reference ms':>13} {'native ms':>10} {'speed-up':>9} {'ref MiB':>8} {'native MiB':>11}"
+    header = (f"{'shape':8} {'mode':8} " + " ".join(f"{LABELS[b] + ' ms':>13}" for b in backends) + " "
+              + " ".join(f"{'vs ' + LABELS[b]:>13}" for b in others) + " "
+              + " ".join(f"{LABELS[b] + ' MiB':>13}" for b in backends))
     print(header)
     print("-" * len(header))
     for shape in args.shapes:
         for mode in ("fwd", "fwd+bwd"):
             results = {}
-            for backend in ("pytorch", "native"):
+            for backend in backends:
                 results[backend] = measure(
                     shape,
                     backend,
@@ -154,9 +220,10 @@ def main() -> None:
                     args.random_locations,
                     isolate=args.device == "cpu",
                 )
-            (ref_t, ref_m), (nat_t, nat_m) = results["pytorch"], results["native"]
-            print(f"{shape:8} {mode:8} {ref_t * 1e3:13.1f} {nat_t * 1e3:10.1f} {ref_t / nat_t:8.1f}x "
-                  f"{ref_m:8.0f} {nat_m:11.0f}")
+            native_time = results["native"][0]
+            print(f"{shape:8} {mode:8} " + " ".join(f"{results[b][0] * 1e3:13.2f}" for b in backends) + " "
+                  + " ".join(f"{results[b][0] / native_time:12.2f}x" for b in others) + " "
+                  + " ".join(f"{results[b][1]:13.0f}" for b in backends))
 
 
 if __name__ == "__main__":
