@@ -156,3 +156,6 @@ _C.SOLVER.EMA.DECAY = 0.9998
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0  # 0: evaluate at the end only
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# Class-wise NMS IoU threshold over the kept detections; 0 (the official) disables it. Short
+# trainings leave duplicate detections of one object that NMS removes (see postprocessor.py).
+_C.TEST.NMS_THRESH = 0.0

@@ -1,4 +1,4 @@
-"""DetectionPostProcessor: top-k over queries x classes, labels, box scaling, K."""
+"""DetectionPostProcessor: top-k over queries x classes, labels, box scaling, K, optional class-wise NMS."""
 import pytest
 import torch
 
@@ -62,13 +62,43 @@ def test_number_of_detections_is_min_of_limit_and_queries_times_classes(num_dete
 def test_invalid_arguments_raise():
     with pytest.raises(ValueError, match="num_detections must be >= 1, got 0"):
         DetectionPostProcessor(0)
+    with pytest.raises(ValueError, match=r"nms_threshold \(TEST.NMS_THRESH\) must be in \[0, 1\].*got 1.5"):
+        DetectionPostProcessor(nms_threshold=1.5)
     outputs = {"pred_logits": torch.randn(2, 2, 3), "pred_boxes": torch.rand(2, 2, 4)}
     with pytest.raises(ValueError, match=r"target_sizes must have shape \(2, 2\).*got \(1, 2\)"):
         DetectionPostProcessor()(outputs, torch.tensor([[8, 8]]))
 
 
+def _duplicates():
+    """Queries 0 and 1 on one object (IoU 0.82), query 2 overlapping query 0 by IoU 1/3; one class."""
+    boxes = torch.tensor([[[0.5, 0.5, 0.4, 0.4], [0.52, 0.5, 0.4, 0.36], [0.7, 0.5, 0.4, 0.4]]])
+    logits = torch.tensor([[[3.0, -9.0], [2.0, -9.0], [1.0, -9.0]]])
+    return {"pred_logits": logits, "pred_boxes": boxes}
+
+
+def test_no_nms_by_default_keeps_duplicates_like_the_official():
+    result, = DetectionPostProcessor(num_detections=3)(_duplicates(), [[100, 100]])
+    torch.testing.assert_close(result["scores"], torch.sigmoid(torch.tensor([3.0, 2.0, 1.0])))
+
+
+@pytest.mark.parametrize("threshold, kept_logits", [(0.7, [3.0, 1.0]), (0.9, [3.0, 2.0, 1.0]), (0.1, [3.0])])
+def test_nms_drops_same_label_detections_above_the_threshold(threshold, kept_logits):
+    result, = DetectionPostProcessor(num_detections=3, nms_threshold=threshold)(_duplicates(), [[100, 100]])
+    torch.testing.assert_close(result["scores"], torch.sigmoid(torch.tensor(kept_logits)))
+    assert result["boxes"].shape == (len(kept_logits), 4) and result["labels"].tolist() == [0] * len(kept_logits)
+
+
+def test_nms_keeps_overlapping_detections_of_other_labels():
+    outputs = _duplicates()
+    outputs["pred_logits"][0, 1] = torch.tensor([-9.0, 2.0])  # the duplicate box is now another class
+    result, = DetectionPostProcessor(num_detections=3, nms_threshold=0.5)(outputs, [[100, 100]])
+    assert result["labels"].tolist() == [0, 1, 0]
+
+
 def test_built_from_config():
     cfg = get_cfg()
     cfg.TEST.DETECTIONS_PER_IMAGE = 17
+    cfg.TEST.NMS_THRESH = 0.7
     postprocessor = build(POSTPROCESSOR_REGISTRY, cfg.MODEL.POSTPROCESSOR.NAME, cfg)
     assert isinstance(postprocessor, DetectionPostProcessor) and postprocessor.num_detections == 17
+    assert postprocessor.nms_threshold == 0.7
