@@ -14,10 +14,10 @@ import torchvision
 from fvcore.common.config import CfgNode
 from iopath.common.file_io import g_pathmgr
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 from ...registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
+from .frozen_batchnorm import FrozenBatchNorm2d
 
 logger = logging.getLogger(__name__)
 

@@ -1,14 +1,19 @@
 """Small feed-forward pieces shared by the transformer layers and the heads."""
-from functools import partial
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-# applied to a linear layer's fresh output, so ReLU may overwrite it (its backward needs only the result)
+def _relu(x: torch.Tensor) -> torch.Tensor:
+    """ReLU of a linear layer's fresh output: in place when no graph is recorded. With a graph, in
+    place would write through the 3-D view of the 2-D matmul result, and autograd then copies the
+    whole gradient in backward (CopySlices): slower than the out-of-place result."""
+    return x.relu() if x.requires_grad else x.relu_()
+
+
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "relu": partial(F.relu, inplace=True),
+    "relu": _relu,
     "gelu": F.gelu,
 }
 

@@ -107,8 +107,12 @@ class MSDeformAttn(nn.Module):
 
         value = self.value_proj(input_flatten)
         if input_padding_mask is not None:
-            # in place: the projection's own output, not needed by its backward
-            value.masked_fill_(input_padding_mask[..., None], 0.0)
+            if value.requires_grad:
+                # Out of place: the 3-D projection output is a view of a 2-D matmul result, and an
+                # in-place write through a view makes autograd copy the whole gradient (CopySlices).
+                value = value.masked_fill(input_padding_mask[..., None], 0.0)
+            else:
+                value.masked_fill_(input_padding_mask[..., None], 0.0)
         value = value.view(batch, num_inputs, heads, self.d_model // heads)
 
         offsets = self.sampling_offsets(query).view(batch, num_queries, heads, levels, points, 2)
@@ -116,12 +120,15 @@ class MSDeformAttn(nn.Module):
         weights = F.softmax(weights, dim=-1).view(batch, num_queries, heads, levels, points)
 
         if reference_points.shape[-1] == 2:
-            # offsets are in pixels of each level: divide by (W_l, H_l)
-            normalizer = spatial_shapes.flip(-1).to(offsets.dtype)
-            # ref + offsets / normalizer in one pass (no intermediate of the offsets' size)
+            # offsets are in pixels of each level: ref + offsets / (W_l, H_l), in one pass. The points
+            # and (x, y) dims are merged into one inner dim of 2P (reference and normalizer repeated
+            # P times): broadcasting over an inner dim of 2 is several times slower (same values).
+            normalizer = spatial_shapes.flip(-1).to(offsets.dtype).repeat(1, points)  # (L, 2P)
             sampling_locations = torch.addcdiv(
-                reference_points[:, :, None, :, None, :], offsets, normalizer[None, None, None, :, None, :]
-            )
+                reference_points.repeat(1, 1, 1, points)[:, :, None],  # (N, Lq, 1, L, 2P)
+                offsets.view(batch, num_queries, heads, levels, points * 2),
+                normalizer,
+            ).view(batch, num_queries, heads, levels, points, 2)
         elif reference_points.shape[-1] == 4:
             # offsets are fractions of the half box size, spread over the points
             sampling_locations = (
