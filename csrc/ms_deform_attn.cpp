@@ -62,6 +62,9 @@ TORCH_LIBRARY(ddetr, m) {
       "ms_deform_attn_backward(Tensor value, Tensor spatial_shapes, Tensor level_start_index, "
       "Tensor sampling_locations, Tensor attention_weights, Tensor grad_output, int im2col_step) "
       "-> (Tensor, Tensor, Tensor)");
+  // input * keep / (1 - p) with keep a pure function of (seed, element index); CPU only
+  // (cpu/seeded_dropout_cpu.cpp). Its backward is itself applied to the gradient.
+  m.def("seeded_dropout(Tensor input, float p, int seed) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(ddetr, CPU, m) {

@@ -10,6 +10,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from .dropout import Dropout
 from .mlp import get_activation
 from .ms_deform_attn import MSDeformAttn
 
@@ -68,13 +69,13 @@ class DeformableTransformerEncoderLayer(nn.Module):
     ):
         super().__init__()
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, im2col_step, msda_backend)
-        self.dropout1 = nn.Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.activation = get_activation(activation)
-        self.dropout2 = nn.Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(
