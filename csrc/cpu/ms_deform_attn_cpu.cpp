@@ -23,13 +23,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "cpu_clones.h"
 #include "ms_deform_attn.h"
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define DDETR_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define DDETR_CPU_CLONES
-#endif
 
 namespace ddetr {
 namespace {
