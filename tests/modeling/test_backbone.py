@@ -197,3 +197,18 @@ def test_built_from_config_through_the_registry():
     assert backbone.output_shape() == {"layer4": ShapeSpec(512, 32)}
     trainable = {name.split(".")[1] for name, p in backbone.named_parameters() if p.requires_grad}
     assert trainable == {"layer2", "layer3", "layer4"}
+
+
+def test_inference_layout_gives_the_training_layout_features():
+    # CPU inference runs channels-last inside (faster convolutions); the features are the same and contiguous
+    torch.manual_seed(0)
+    backbone = ResNetBackbone(depth=50, out_features=["layer2", "layer3", "layer4"]).eval()
+    images = torch.randn(1, 3, 70, 90)
+    trained_path = backbone(images)  # autograd on: contiguous layout throughout
+    with torch.no_grad():
+        inference_path = backbone(images)
+    for name, feature in inference_path.items():
+        assert feature.is_contiguous(), name
+        expected = trained_path[name].detach()
+        # only the convolutions' summation order differs: relative to the feature's scale
+        assert (feature - expected).abs().max() <= 1e-5 * expected.abs().max(), name

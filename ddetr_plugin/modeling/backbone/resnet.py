@@ -122,13 +122,23 @@ class ResNetBackbone(Backbone):
         }
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images (B, 3, H, W) normalised -> {stage: (B, C, ceil(H / stride), ceil(W / stride))}."""
+        """images (B, 3, H, W) normalised -> {stage: (B, C, ceil(H / stride), ceil(W / stride))} contiguous.
+
+        CPU inference (no autograd) runs the stages in channels-last layout: oneDNN's convolutions
+        are faster there (ResNet-50 at 800x1066: 0.84-0.89 s instead of 1.33-1.43 s on two cores).
+        Training stays contiguous: measured on two cores, no gain for ResNet-50 with frozen BN and
+        2-6% slower for the quick-start's ResNet-18 with trainable BN. The features are returned
+        contiguous: on channels-last maps the CPU GroupNorm of the input projections gives results up
+        to 1e-2 away from the contiguous kernel's (seen on a small padded level), which is the one the
+        official and HF models run.
+        """
+        channels_last = images.device.type == "cpu" and not torch.is_grad_enabled()
+        x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
         features = {}
-        x = images
         for name, module in self.body.items():
             x = module(x)
             if name in self._out_features:
-                features[name] = x
+                features[name] = x.contiguous() if channels_last else x
         return features
 
     def output_shape(self) -> dict[str, ShapeSpec]:
