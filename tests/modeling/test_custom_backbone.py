@@ -16,17 +16,14 @@ from ddetr_plugin.modeling import build_model
 from ddetr_plugin.modeling.backbone import Backbone, ShapeSpec
 from ddetr_plugin.registry import BACKBONE_REGISTRY
 
+from ..checkpoint.helpers import run_single_threaded
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.fixture(autouse=True)
 def single_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP's spin-waiting makes two threads
-    many times slower than one when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from run_single_threaded()
 
 
 @BACKBONE_REGISTRY.register()

@@ -16,6 +16,8 @@ from ddetr_plugin.checkpoint.variant import save_state_dict
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling import build_model
 
+from ..checkpoint.helpers import run_single_threaded
+
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("timm")  # HF's ResNet backbone
 
@@ -34,12 +36,7 @@ SIZES = [(64, 80), (48, 64)]
 
 @pytest.fixture(autouse=True)
 def single_thread():
-    """Tiny models gain nothing from a second thread, and OpenMP's spin-waiting makes two threads
-    many times slower than one when the other core is busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    yield from run_single_threaded()
 
 
 def convert_checkpoint_main(argv):

@@ -27,7 +27,7 @@ def test_kept_elements_are_scaled_and_the_rest_are_zero():
 def test_drop_rate_and_independence_of_neighbours(p):
     keep = _op(torch.ones(1_000_000), p, 123) != 0
     assert abs(keep.double().mean().item() - (1 - p)) < 0.003  # ~6 standard deviations
-    # both 32-bit lanes of one hash and consecutive hashes are independent: P(both kept) = (1-p)^2
+    # neighbouring elements (consecutive hash inputs) are kept independently: P(both kept) = (1-p)^2
     both = (keep[:-1] & keep[1:]).double().mean().item()
     assert abs(both - (1 - p) ** 2) < 0.003
 
