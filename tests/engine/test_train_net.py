@@ -82,9 +82,10 @@ def test_two_processes_end_where_one_ends(run_dir):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_dir):
-    _run(run_dir, "uninterrupted")
+    keep_one = ("SOLVER.MAX_TO_KEEP", "1")  # a checkpoint per iteration: keep the disk footprint small
+    _run(run_dir, "uninterrupted", *keep_one)
 
-    process = subprocess.Popen(_command(run_dir, "killed"), cwd=ROOT, env=_env(run_dir), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(_command(run_dir, "killed", *keep_one), cwd=ROOT, env=_env(run_dir), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     last = run_dir / "killed" / "last_checkpoint"
     deadline = time.monotonic() + 180
@@ -98,7 +99,7 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_dir):
         process.wait()
     assert not (run_dir / "killed" / "model_final.pth").exists()
 
-    _run(run_dir, "killed", "--resume")
+    _run(run_dir, "killed", "--resume", *keep_one)
     expected = _weights(run_dir / "uninterrupted" / "model_final.pth")
     actual = _weights(run_dir / "killed" / "model_final.pth")
     for key, value in expected.items():
