@@ -33,7 +33,7 @@ from ddetr_plugin.registry import (
     build,
 )
 
-from ..transformer import MLP, DecoderOutput, DecoderQueries, DeformableTransformer, apply_box_delta
+from ..transformer import MLP, DecoderOutput, DecoderQueries, DeformableTransformer, Linear, apply_box_delta
 
 CLASS_PRIOR_PROB = 0.01  # initial foreground probability of every class logit
 
@@ -127,7 +127,7 @@ class DeformableDETR(nn.Module):
     def _build_heads(self, d_model: int, num_classes: int, num_decoder_layers: int) -> None:
         """One class and one box head per decoder layer (plus one for the encoder proposals
         with two-stage), initialised as the official."""
-        class_embed = nn.Linear(d_model, num_classes)
+        class_embed = Linear(d_model, num_classes)
         bbox_embed = MLP(d_model, d_model, 4, 3)
         nn.init.constant_(class_embed.bias, -math.log((1 - CLASS_PRIOR_PROB) / CLASS_PRIOR_PROB))
         nn.init.zeros_(bbox_embed.layers[-1].weight)

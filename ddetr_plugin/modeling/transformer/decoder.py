@@ -13,6 +13,7 @@ from torch import nn
 
 from .box_coding import apply_box_delta
 from .dropout import Dropout
+from .linear import Linear
 from .mlp import get_activation
 from .ms_deform_attn import MSDeformAttn
 
@@ -64,10 +65,10 @@ class DeformableTransformerDecoderLayer(nn.Module):
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.dropout2 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear1 = Linear(d_model, dim_feedforward)
         self.activation = get_activation(activation)
         self.dropout3 = Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.dropout4 = Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
 

@@ -14,6 +14,7 @@ from ddetr_plugin.registry import TRANSFORMER_REGISTRY
 
 from .decoder import DecoderOutput, DeformableTransformerDecoder, DeformableTransformerDecoderLayer
 from .encoder import DeformableTransformerEncoder, DeformableTransformerEncoderLayer
+from .linear import Linear
 from .ms_deform_attn import MSDeformAttn
 from .two_stage import encoder_output_proposals, proposal_pos_embed
 
@@ -126,12 +127,12 @@ class DeformableTransformer(nn.Module):
         self.decoder = DeformableTransformerDecoder(decoder_layer, num_decoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         if two_stage:
-            self.enc_output = nn.Linear(d_model, d_model)
+            self.enc_output = Linear(d_model, d_model)
             self.enc_output_norm = nn.LayerNorm(d_model)
-            self.pos_trans = nn.Linear(d_model * 2, d_model * 2)
+            self.pos_trans = Linear(d_model * 2, d_model * 2)
             self.pos_trans_norm = nn.LayerNorm(d_model * 2)
         else:
-            self.reference_points = nn.Linear(d_model, 2)
+            self.reference_points = Linear(d_model, 2)
         self.reset_parameters()
 
     @classmethod

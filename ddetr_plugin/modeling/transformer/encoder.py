@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .dropout import Dropout
+from .linear import Linear
 from .mlp import get_activation
 from .ms_deform_attn import MSDeformAttn
 
@@ -71,10 +72,10 @@ class DeformableTransformerEncoderLayer(nn.Module):
         self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, im2col_step, msda_backend)
         self.dropout1 = Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear1 = Linear(d_model, dim_feedforward)
         self.activation = get_activation(activation)
         self.dropout2 = Dropout(dropout)
-        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.linear2 = Linear(dim_feedforward, d_model)
         self.dropout3 = Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 

@@ -14,6 +14,8 @@ from torch import nn
 
 from ddetr_plugin.ops import multi_scale_deformable_attention
 
+from .linear import Linear
+
 
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention over flattened feature levels.
@@ -48,10 +50,10 @@ class MSDeformAttn(nn.Module):
         self.n_points = n_points
         self.im2col_step = im2col_step
         self.backend = backend
-        self.sampling_offsets = nn.Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.attention_weights = nn.Linear(d_model, n_heads * n_levels * n_points)
-        self.value_proj = nn.Linear(d_model, d_model)
-        self.output_proj = nn.Linear(d_model, d_model)
+        self.sampling_offsets = Linear(d_model, n_heads * n_levels * n_points * 2)
+        self.attention_weights = Linear(d_model, n_heads * n_levels * n_points)
+        self.value_proj = Linear(d_model, d_model)
+        self.output_proj = Linear(d_model, d_model)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
