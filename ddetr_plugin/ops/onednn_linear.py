@@ -8,8 +8,8 @@ inference took 12% less time and a training step 18% less (tools/benchmark_model
 the input gradient is another oneDNN product (with the transposed weight, a few hundred KB),
 the weight and bias gradients are MKL's ``mm`` and a sum, as in ``F.linear``'s backward.
 
-Elsewhere (CUDA, other dtypes, CPU autocast, tracing, scripting, ``torch.compile``, a torch
-built without oneDNN) this is ``F.linear``. Results equal ``F.linear``'s to float32 rounding:
+Elsewhere (CUDA, other dtypes, fewer than 1024 rows, CPU autocast, tracing, scripting,
+``torch.compile``, a torch built without oneDNN) this is ``F.linear``. Results equal ``F.linear``'s to float32 rounding:
 the two libraries sum the products in different orders.
 """
 from typing import Optional
@@ -19,6 +19,9 @@ import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
 _ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+# Below this many rows the autograd function's Python overhead outweighs the faster product (measured: a
+# forward and backward of 240 x 128 -> 128 took 0.86 ms against 0.75 ms for F.linear).
+_MIN_ROWS = 1024
 
 
 def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> torch.Tensor:
@@ -59,7 +62,7 @@ def _use_onednn(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tens
         and x.dtype == weight.dtype == torch.float32
         and (bias is None or bias.dtype == torch.float32)
         and x.dim() >= 2
-        and x.numel() > 0
+        and x.numel() >= _MIN_ROWS * x.shape[-1]
     )
 
 

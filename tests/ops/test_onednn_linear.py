@@ -24,7 +24,7 @@ def _float64_reference(x, weight, bias):
 
 
 @onednn_only
-@pytest.mark.parametrize("shape", [(7, 33), (2, 300, 64), (3, 4, 5, 64)])
+@pytest.mark.parametrize("shape", [(1030, 33), (2, 600, 64), (3, 40, 50, 64)])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_forward_runs_on_onednn_and_matches_float64(shape, with_bias):
     generator = torch.Generator().manual_seed(0)
@@ -40,7 +40,7 @@ def test_forward_runs_on_onednn_and_matches_float64(shape, with_bias):
 @onednn_only
 def test_non_contiguous_input_and_weight():
     generator = torch.Generator().manual_seed(1)
-    x = torch.randn(64, 40, generator=generator).t()  # (40, 64), column-major
+    x = torch.randn(64, 1100, generator=generator).t()  # (1100, 64), column-major
     weight = torch.randn(64, 32, generator=generator).t()  # (32, 64), a transposed view
     torch.testing.assert_close(linear(x, weight), _float64_reference(x, weight, None), rtol=1e-5, atol=1e-5)
 
@@ -50,11 +50,11 @@ def test_non_contiguous_input_and_weight():
                                         (False, False, True)])
 def test_gradients_equal_f_linear(needs_grad):
     generator = torch.Generator().manual_seed(2)
-    tensors = [torch.randn(2, 150, 96, generator=generator), torch.randn(80, 96, generator=generator),
+    tensors = [torch.randn(2, 600, 96, generator=generator), torch.randn(80, 96, generator=generator),
                torch.randn(80, generator=generator)]
     ours = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs_grad)]
     theirs = [t.clone().requires_grad_(n) for t, n in zip(tensors, needs_grad)]
-    grad_output = torch.randn(2, 150, 80, generator=generator)
+    grad_output = torch.randn(2, 600, 80, generator=generator)
     linear(*ours).backward(grad_output)
     F.linear(*theirs).backward(grad_output)
     for mine, reference, needed in zip(ours, theirs, needs_grad):
@@ -66,7 +66,7 @@ def test_gradients_equal_f_linear(needs_grad):
 
 @onednn_only
 def test_backward_runs_on_onednn_for_the_input_gradient():
-    x = torch.randn(500, 64, requires_grad=True)
+    x = torch.randn(1500, 64, requires_grad=True)
     weight = torch.randn(32, 64, requires_grad=True)
     out = linear(x, weight)
     assert "mkldnn::_linear_pointwise" in _ops_called(lambda: out.sum().backward())
@@ -79,7 +79,8 @@ def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     assert "mkldnn::_linear_pointwise" not in _ops_called(lambda: linear(x64, w64))
     torch.testing.assert_close(linear(x64, w64), F.linear(x64, w64), rtol=0, atol=0)
 
-    x, weight = torch.randn(5, 8), torch.randn(3, 8)
+    x, weight = torch.randn(2000, 8), torch.randn(3, 8)
+    assert "mkldnn::_linear_pointwise" not in _ops_called(lambda: linear(x[:1000], weight))  # few rows
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert linear(x, weight).dtype == torch.bfloat16  # autocast applies as to F.linear
     assert linear(torch.randn(0, 8), weight).shape == (0, 3)
