@@ -4,7 +4,7 @@ On the CPU torch's ``F.linear`` calls MKL's sgemm (after copying the bias into t
 the transformer's shapes (600 to 18,000 rows, 128 to 1024 columns) oneDNN's inner-product
 primitive, which torch ships and exposes as ``mkldnn::_linear_pointwise``, adds the bias inside
 the multiply and was 1.1 to 1.6 times faster on a 2-core AMD EPYC (Zen 4); on the whole model,
-inference took 12% less time and a training step 18% less (tools/benchmark_model.py). The op has no autograd formula, so training goes through a small autograd function:
+inference took 12-18% less time and a training step 11-18% less (tools/benchmark_model.py). The op has no autograd formula, so training goes through a small autograd function:
 the input gradient is another oneDNN product (with the transposed weight, a few hundred KB),
 the weight and bias gradients are MKL's ``mm`` and a sum, as in ``F.linear``'s backward.
 
