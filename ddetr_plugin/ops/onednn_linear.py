@@ -3,14 +3,15 @@
 On the CPU torch's ``F.linear`` calls MKL's sgemm (after copying the bias into the output). For
 the transformer's shapes (600 to 18,000 rows, 128 to 1024 columns) oneDNN's inner-product
 primitive, which torch ships and exposes as ``mkldnn::_linear_pointwise``, adds the bias inside
-the multiply and was 1.1 to 1.6 times faster on a 2-core AMD EPYC (Zen 4); on the whole model,
-inference took 12-18% less time and a training step 11-18% less (tools/benchmark_model.py). The op has no autograd formula, so training goes through a small autograd function:
-the input gradient is another oneDNN product (with the transposed weight, a few hundred KB),
-the weight and bias gradients are MKL's ``mm`` and a sum, as in ``F.linear``'s backward.
+the multiply and was 1.1 to 1.6 times faster on a 2-core AMD EPYC (Zen 4); on the whole R50
+model, inference took 12-18% less time and a training step 11-18% less (A/B in one process).
+The op has no autograd formula, so training goes through a small autograd function: the input
+gradient is another oneDNN product (with the transposed weight, a few hundred KB), the weight
+and bias gradients are MKL's ``mm`` and a sum, as in ``F.linear``'s backward.
 
 Elsewhere (CUDA, other dtypes, fewer than 1024 rows, CPU autocast, tracing, scripting,
-``torch.compile``, a torch built without oneDNN) this is ``F.linear``. Results equal ``F.linear``'s to float32 rounding:
-the two libraries sum the products in different orders.
+``torch.compile``, a torch built without oneDNN) this is ``F.linear``. Results equal
+``F.linear``'s to float32 rounding: the two libraries sum the products in different orders.
 """
 from typing import Optional
 
