@@ -98,3 +98,19 @@ def test_linear_module_is_a_drop_in_nn_linear():
     layer.load_state_dict(reference.state_dict())
     x = torch.randn(4, 6, 24)
     torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-5)
+
+
+@onednn_only
+def test_in_place_ops_on_the_output_are_allowed_and_differentiate_correctly():
+    # the encoder adds its residual in place into the linear layer's fresh output
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 600, 32, generator=generator, requires_grad=True)
+    weight = torch.randn(32, 32, generator=generator, requires_grad=True)
+    out = linear(x, weight)
+    assert not out._is_view()  # no view: autograd does not copy the gradient through CopySlices
+    result = out.add_(x)
+    grad_output = torch.randn(2, 600, 32, generator=generator)
+    ours = torch.autograd.grad(result, (x, weight), grad_output)
+    reference = torch.autograd.grad(F.linear(x, weight) + x, (x, weight), grad_output)
+    for mine, theirs in zip(ours, reference):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)
