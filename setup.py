@@ -104,7 +104,11 @@ def main():
             "pyyaml>=5.1",
             "termcolor>=1.1",
         ],
-        extras_require={"test": read_requirements("requirements-test.txt")},
+        extras_require={
+            "test": read_requirements("requirements-test.txt"),
+            "timm": ["timm>=0.9"],
+            "mmdet": read_requirements("requirements-mmdet.txt"),
+        },
         ext_modules=[build_extension(cuda_home)],
         cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
         zip_safe=False,

@@ -77,6 +77,8 @@ class DeformableDETR(nn.Module):
         criterion: outputs, targets -> dict of weighted losses (needed for training).
         postprocessor: outputs, target sizes -> per-image detections (needed for eval).
         pixel_mean, pixel_std: RGB 0-255 normalisation of the input images.
+        in_features: the backbone outputs that feed the transformer, finest first; default
+            the last ``min(num_feature_levels, #outputs)`` of ``backbone.output_shape()``.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class DeformableDETR(nn.Module):
         postprocessor: Optional[nn.Module] = None,
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
         pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
+        in_features: Optional[Sequence[str]] = None,
     ):
         super().__init__()
         d_model = transformer.d_model
@@ -113,10 +116,19 @@ class DeformableDETR(nn.Module):
         self.criterion = criterion
         self.postprocessor = postprocessor
 
-        # the transformer reads the last min(L, #outputs) backbone features (single scale: the last)
-        shapes = list(backbone.output_shape().items())
-        self.in_features = [name for name, _ in shapes[-num_levels:]]
-        self.input_proj = build_input_proj([shape.channels for _, shape in shapes[-num_levels:]], d_model, num_levels)
+        output_shape = backbone.output_shape()
+        if in_features is None:
+            # the last min(L, #outputs) backbone features (single scale: the last)
+            in_features = list(output_shape)[-num_levels:]
+        unknown = [name for name in in_features if name not in output_shape]
+        if not in_features or unknown or len(in_features) > num_levels:
+            raise ValueError(
+                f"DeformableDETR: in_features must be 1 to {num_levels} (the feature levels) of the backbone's "
+                f"outputs {list(output_shape)}, got {list(in_features)}"
+            )
+        self.in_features = list(in_features)
+        self.input_proj = build_input_proj([output_shape[name].channels for name in self.in_features], d_model,
+                                           num_levels)
         if not self.two_stage:
             self.query_embed = nn.Embedding(num_queries, d_model * 2)
         self._build_heads(d_model, num_classes, transformer.decoder.num_layers)
@@ -149,10 +161,11 @@ class DeformableDETR(nn.Module):
                 nn.init.zeros_(head.layers[-1].bias[2:])
 
     @classmethod
-    def from_config(cls, cfg) -> dict:
+    def from_config(cls, cfg, backbone: Optional[nn.Module] = None) -> dict:
+        """Constructor arguments from ``cfg``; ``backbone``, when given, replaces MODEL.BACKBONE's."""
         matcher = build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg)
         return dict(
-            backbone=build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg),
+            backbone=backbone if backbone is not None else build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg),
             position_encoding=build(POSITION_ENCODING_REGISTRY, cfg.MODEL.POSITION_ENCODING.NAME, cfg),
             transformer=build(TRANSFORMER_REGISTRY, cfg.MODEL.TRANSFORMER.NAME, cfg),
             num_classes=cfg.MODEL.NUM_CLASSES,
