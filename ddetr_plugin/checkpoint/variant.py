@@ -20,6 +20,7 @@ import torch
 import yaml
 
 from ddetr_plugin.config import get_cfg, load_config
+from ddetr_plugin.config.dotted import config_value
 
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS
 from ..utils.file_io import atomic_write
@@ -315,16 +316,6 @@ def typed(values: Mapping[str, Any]) -> Dict[str, Any]:
     """The dotted ``values`` in the types of their defaults (an int cost 2 as 2.0, tuples as lists)."""
     defaults = get_cfg()
     return {key: _as_type_of(config_value(defaults, key), value) for key, value in values.items()}
-
-
-def config_value(cfg, dotted: str) -> Any:
-    """``cfg`` at a dotted key such as "MODEL.TRANSFORMER.D_MODEL" (tuples as lists)."""
-    node = cfg
-    for part in dotted.split("."):
-        if part not in node:
-            raise KeyError(f"{dotted!r} is not a config key (ddetr_plugin/config/defaults.py)")
-        node = node[part]
-    return list(node) if isinstance(node, tuple) else node
 
 
 def _as_type_of(default: Any, value: Any) -> Any:

@@ -58,8 +58,9 @@ def get_param_groups(
     ]
 
 
-def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW over :func:`get_param_groups` from SOLVER.BASE_LR, WEIGHT_DECAY, BETAS and the lr multipliers."""
+def build_optimizer(cfg, model: nn.Module, optimizer_cls: type = torch.optim.AdamW) -> torch.optim.Optimizer:
+    """AdamW (or a subclass: ``optimizer_cls``) over :func:`get_param_groups` from SOLVER.BASE_LR,
+    WEIGHT_DECAY, BETAS and the lr multipliers."""
     groups = get_param_groups(
         model,
         base_lr=cfg.SOLVER.BASE_LR,
@@ -72,7 +73,7 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
     # The fused kernel updates every tensor in one pass; the default per-parameter loop
     # allocates temporaries for each of the ~200 parameters (a sizeable part of a CPU step).
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for g in groups for p in g["params"])
-    return torch.optim.AdamW(
+    return optimizer_cls(
         groups,
         lr=cfg.SOLVER.BASE_LR,
         betas=tuple(cfg.SOLVER.BETAS),

@@ -1,0 +1,1 @@
+"""Adapters into other detection codebases; the only package that imports them (each on its own)."""
