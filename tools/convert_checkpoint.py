@@ -15,6 +15,15 @@ overrides apply to the config):
     python tools/convert_checkpoint.py --to official --config weights/ddetr_r50.yaml --output official.pth
     python tools/convert_checkpoint.py --to hf --config CFG.yaml --input model_final.pth --output hf_dir/
 
+detectron2 (the meta-architecture of ddetr_plugin.integrations.detectron2; needs detectron2):
+--to detectron2 also writes the detectron2 YAML that builds the model (--config-out, default
+OUTPUT with .yaml); --from detectron2 reads the model's detectron2 YAML from --config:
+
+    python tools/convert_checkpoint.py --to detectron2 --config output/quickstart/config.yaml \
+        --input output/quickstart/model_final.pth --output d2/model.pth --config-out d2/model.yaml
+    python tools/convert_checkpoint.py --from detectron2 --config d2/model.yaml --input d2/model.pth \
+        --output ours.pth --config-out ours.yaml
+
 --from official reads the .pth with weights_only=True (only argparse.Namespace is allowed
 besides tensors); --from hf reads config.json and model.safetensors. --to official writes
 {"model", "args"} with the decoder's head aliases; --to hf writes config.json and
@@ -35,7 +44,7 @@ from ddetr_plugin.checkpoint import CheckpointFormatError, load_checkpoint_file
 from ddetr_plugin.utils.file_io import atomic_write
 from ddetr_plugin.checkpoint.hf import load_hf_directory, ours_to_hf, save_hf_directory
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
-from ddetr_plugin.checkpoint.variant import save_state_dict, write_config
+from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, save_state_dict, write_config
 from ddetr_plugin.config import load_config
 
 logger = logging.getLogger("ddetr_plugin.convert_checkpoint")
@@ -45,27 +54,45 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=["official", "hf"], help="convert this format to ours")
-    direction.add_argument("--to", dest="target", choices=["official", "hf"], help="convert ours to this format")
-    parser.add_argument("--input", help="official .pth, HF directory, or (with --to) our .pth")
-    parser.add_argument("--output", required=True, help="our .pth, official .pth, or HF directory")
-    parser.add_argument("--config-out", help="with --from: the YAML to write (default: OUTPUT with .yaml)")
-    parser.add_argument("--config", help="with --to: the YAML of the model in --input")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="with --to: KEY VALUE config overrides")
+    direction.add_argument("--from", dest="source", choices=["official", "hf", "detectron2"],
+                           help="convert this format to ours")
+    direction.add_argument("--to", dest="target", choices=["official", "hf", "detectron2"],
+                           help="convert ours to this format")
+    parser.add_argument("--input", help="official .pth, HF directory, detectron2 .pth, or (with --to) our .pth")
+    parser.add_argument("--output", required=True, help="our .pth, official .pth, HF directory or detectron2 .pth")
+    parser.add_argument("--config-out", help="with --from, or --to detectron2: the YAML to write "
+                                             "(default: OUTPUT with .yaml)")
+    parser.add_argument("--config", help="with --to: our YAML of the model in --input; with --from detectron2: "
+                                         "its detectron2 YAML")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of --config")
     args = parser.parse_args(argv)
-    if args.source and (args.config or args.opts):
-        parser.error("--config and KEY VALUE overrides go with --to; --from reads the variant from the checkpoint")
+    takes_config = args.target or args.source == "detectron2"
+    if not takes_config and (args.config or args.opts):
+        parser.error("--config and KEY VALUE overrides go with --to or --from detectron2; --from official/hf "
+                     "read the variant from the checkpoint")
     if args.source and not args.input:
         parser.error("--from needs --input")
-    if args.target and not args.config:
-        parser.error("--to needs --config (the YAML that builds the model of --input)")
-    if args.target and args.config_out:
-        parser.error("--config-out goes with --from")
+    if takes_config and not args.config:
+        parser.error(f"--{'to' if args.target else 'from'} {args.target or args.source} needs --config "
+                     f"(the YAML that builds the model of --input)")
+    if args.target in ("official", "hf") and args.config_out:
+        parser.error("--config-out goes with --from or --to detectron2")
     return args
 
 
-def convert_to_ours(source: str, input_path: str, output: str, config_out: str) -> None:
-    converted = load_official_checkpoint(input_path) if source == "official" else load_hf_directory(input_path)
+def read_source(source: str, input_path: str, config: str | None, opts: list) -> ConvertedCheckpoint:
+    """The checkpoint at ``input_path`` in ``source``'s format, converted to ours."""
+    if source == "official":
+        return load_official_checkpoint(input_path)
+    if source == "hf":
+        return load_hf_directory(input_path)
+    from ddetr_plugin.integrations.detectron2.conversion import from_detectron2, load_detectron2_config
+
+    return from_detectron2(_our_checkpoint_model(input_path), load_detectron2_config(config, opts))
+
+
+def convert_to_ours(converted: ConvertedCheckpoint, source: str, input_path: str, output: str,
+                    config_out: str) -> None:
     save_state_dict(output, converted.state_dict)
     values = {**converted.config_values, "MODEL.WEIGHTS": os.path.abspath(output)}
     description = converted.variant.describe()
@@ -77,16 +104,32 @@ def convert_to_ours(source: str, input_path: str, output: str, config_out: str) 
         logger.info("%s: %s", config_out, note)
 
 
-def convert_from_ours(target: str, input_path: str, config: str, opts: list, output: str) -> None:
+def _our_checkpoint_model(path: str) -> dict:
+    """The "model" state dict of a checkpoint file in our (and detectron2's) form."""
+    checkpoint = load_checkpoint_file(path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+        raise CheckpointFormatError(f"{path} is not a checkpoint of ours or detectron2's (a dict with a 'model' "
+                                    f"state dict)")
+    return checkpoint["model"]
+
+
+def convert_from_ours(target: str, input_path: str, config: str, opts: list, output: str,
+                      config_out: str | None) -> None:
     cfg = load_config(config, opts)
     input_path = input_path or cfg.MODEL.WEIGHTS
     if not input_path:
         raise ValueError(f"no weights to convert: pass --input or set MODEL.WEIGHTS in {config}")
-    checkpoint = load_checkpoint_file(input_path)
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
-        raise CheckpointFormatError(f"{input_path} is not one of our checkpoints (a dict with a 'model' state dict)")
-    state_dict = checkpoint["model"]
-    if target == "official":
+    state_dict = _our_checkpoint_model(input_path)
+    if target == "detectron2":
+        from ddetr_plugin.integrations.detectron2.conversion import save_detectron2_config, to_detectron2
+
+        d2_state_dict, d2_cfg = to_detectron2(state_dict, cfg)
+        d2_cfg.MODEL.WEIGHTS = os.path.abspath(output)
+        save_state_dict(output, d2_state_dict)
+        config_out = config_out or os.path.splitext(output)[0] + ".yaml"
+        save_detectron2_config(config_out, d2_cfg)
+        logger.info("Wrote %s (%d tensors) and its detectron2 config %s", output, len(d2_state_dict), config_out)
+    elif target == "official":
         official = ours_to_official(state_dict, cfg)
         atomic_write(output, lambda f: torch.save(official, f))
         logger.info("Wrote %s (%d tensors)", output, len(official["model"]))
@@ -100,9 +143,10 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.source:
         config_out = args.config_out or os.path.splitext(args.output)[0] + ".yaml"
-        convert_to_ours(args.source, args.input, args.output, config_out)
+        converted = read_source(args.source, args.input, args.config, args.opts)
+        convert_to_ours(converted, args.source, args.input, args.output, config_out)
     else:
-        convert_from_ours(args.target, args.input, args.config, args.opts, args.output)
+        convert_from_ours(args.target, args.input, args.config, args.opts, args.output, args.config_out)
     return 0
 
 

@@ -18,6 +18,7 @@ config out of a detectron2 config through it, so their defaults exist once, in
 import copy
 
 from detectron2.config import CfgNode
+from fvcore.common import config as fvcore_config
 
 from ddetr_plugin.config import get_cfg as get_ddetr_cfg
 from ddetr_plugin.config.dotted import config_value, set_config_value
@@ -84,7 +85,8 @@ def to_ddetr_cfg(cfg: CfgNode) -> CfgNode:
 
 
 def _copy(value):
-    """A deep copy; tuples (detectron2's list values) as lists (ours)."""
-    if isinstance(value, CfgNode):
-        return CfgNode(copy.deepcopy(value))
+    """A deep copy, config subtrees as detectron2's ``CfgNode`` (a subclass of fvcore's, which ours are) and
+    tuples (detectron2's list values) as lists (ours)."""
+    if isinstance(value, fvcore_config.CfgNode):
+        return CfgNode(copy.deepcopy(dict(value)))
     return list(value) if isinstance(value, tuple) else copy.deepcopy(value)

@@ -10,6 +10,7 @@ dataset's categories in id order (``checkpoint/class_rows.py``).
 import logging
 from typing import Any
 
+import yaml
 from detectron2.config import CfgNode
 from detectron2.config import get_cfg as get_detectron2_cfg
 
@@ -20,6 +21,7 @@ from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, config_with, ty
 from ddetr_plugin.config.dotted import config_value, set_config_value
 from ddetr_plugin.data import DatasetError, UnknownDatasetError, get_metadata
 from ddetr_plugin.data.label_space import CATEGORY_ID, CONTIGUOUS
+from ddetr_plugin.utils.file_io import atomic_write
 
 from .config import KEY_MAP, _copy, add_deformable_detr_config
 
@@ -77,6 +79,26 @@ def from_detectron2(d2_state_dict: StateDict, d2_cfg: CfgNode) -> ConvertedCheck
     cfg = config_with(values)
     variant = variant_of_weights(state_dict, cfg)
     return ConvertedCheckpoint(state_dict, variant, values)
+
+
+def load_detectron2_config(path: str, opts: list | None = None) -> CfgNode:
+    """detectron2's defaults with the Deformable DETR keys, ``path`` merged and ``opts`` (KEY VALUE) applied."""
+    cfg = get_detectron2_cfg()
+    add_deformable_detr_config(cfg)
+    cfg.merge_from_file(path)
+    cfg.merge_from_list(list(opts or []))
+    return cfg
+
+
+def save_detectron2_config(path: str, cfg: CfgNode) -> None:
+    """Write ``cfg`` as a whole detectron2 YAML (as detectron2 dumps its configs), atomically.
+
+    Raises:
+        RuntimeError: the file does not read back as ``cfg`` (never expected).
+    """
+    atomic_write(path, lambda f: f.write(cfg.dump()), binary=False)
+    if yaml.safe_load(load_detectron2_config(path).dump()) != yaml.safe_load(cfg.dump()):
+        raise RuntimeError(f"{path} does not read back as the detectron2 config written")
 
 
 def dataset_category_ids(cfg) -> list[int]:
