@@ -17,7 +17,8 @@ except ImportError as error:
     ) from error
 
 from .config import KEY_MAP, add_deformable_detr_config, to_ddetr_cfg
-from .data import build_detr_train_augmentation, build_detr_train_mapper, register_shapes_datasets
+from .data import (build_detr_train_augmentation, build_detr_train_mapper, register_in_detectron2,
+                   register_shapes_datasets)
 from .meta_arch import DeformableDETR
 from .trainer import Trainer, with_full_model_clipping
 
@@ -30,6 +31,7 @@ __all__ = [
     "add_deformable_detr_config",
     "build_detr_train_augmentation",
     "build_detr_train_mapper",
+    "register_in_detectron2",
     "register_shapes_datasets",
     "to_ddetr_cfg",
     "with_full_model_clipping",

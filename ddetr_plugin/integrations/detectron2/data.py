@@ -8,6 +8,9 @@ resize (shortest side one of ``INPUT.CROP.RESIZE``) -> crop (``INPUT.CROP.TYPE``
 official "absolute_range" [384, 600]) -> the multi-scale resize. detectron2's ``DatasetMapper`` then
 leaves crowd boxes out, removes boxes the crop emptied and keeps images without boxes (with
 ``DATALOADER.FILTER_EMPTY_ANNOTATIONS: False``).
+
+Datasets of our catalog (``ddetr_plugin.data``) reach detectron2's catalogs by
+``register_in_detectron2``; the built-in shapes are registered when the integration is imported.
 """
 import numpy as np
 from detectron2.config import CfgNode
@@ -16,9 +19,8 @@ from detectron2.data import transforms as T
 from detectron2.data.datasets import load_coco_json
 
 from ddetr_plugin.data import get_metadata
-from ddetr_plugin.data.shapes import ANNOTATION_FILE, IMAGE_FOLDER, SHAPE_CLASSES, default_shapes_root
 
-SHAPES_DATASETS = {"shapes_train": "train", "shapes_val": "val"}
+SHAPES_DATASETS = ("shapes_train", "shapes_val")
 
 
 class RandomChoice(T.Augmentation):
@@ -58,17 +60,27 @@ def build_detr_train_mapper(cfg: CfgNode) -> DatasetMapper:
     return DatasetMapper(cfg, is_train=True, augmentations=build_detr_train_augmentation(cfg))
 
 
-def _load_shapes(name: str) -> list[dict]:
-    metadata = get_metadata(name)  # our catalog generates the split on first use
+def register_in_detectron2(name: str) -> None:
+    """Our catalog's COCO-format dataset ``name`` in detectron2's ``DatasetCatalog`` / ``MetadataCatalog``.
+
+    Nothing is read until detectron2 first loads it; then our catalog's loader runs first (the
+    built-in shapes are generated then), and detectron2's ``load_coco_json`` reads the records and
+    sets the class names. ``Trainer.build_evaluator`` loads it before ``COCOEvaluator`` reads
+    ``json_file`` from the metadata. A name detectron2 already has is left as it is.
+    """
+    if name in DatasetCatalog:
+        return
+    DatasetCatalog.register(name, lambda: _load_in_detectron2(name))
+    MetadataCatalog.get(name).set(evaluator_type="coco")
+
+
+def _load_in_detectron2(name: str) -> list[dict]:
+    metadata = get_metadata(name)
+    MetadataCatalog.get(name).set(json_file=metadata.json_file, image_root=metadata.image_root)
     return load_coco_json(metadata.json_file, metadata.image_root, name)
 
 
 def register_shapes_datasets() -> None:
-    """``shapes_train`` / ``shapes_val`` in detectron2's catalogs, generated when first loaded."""
-    for name, split in SHAPES_DATASETS.items():
-        if name in DatasetCatalog:
-            continue
-        split_dir = default_shapes_root() / split
-        DatasetCatalog.register(name, lambda name=name: _load_shapes(name))
-        MetadataCatalog.get(name).set(thing_classes=list(SHAPE_CLASSES), json_file=str(split_dir / ANNOTATION_FILE),
-                                      image_root=str(split_dir / IMAGE_FOLDER), evaluator_type="coco")
+    """The built-in ``shapes_train`` / ``shapes_val`` in detectron2's catalogs."""
+    for name in SHAPES_DATASETS:
+        register_in_detectron2(name)
