@@ -67,7 +67,8 @@ _C.MODEL.BACKBONE.TIMM.OUT_INDICES = [-3, -2, -1]
 # (the official choice); ConvNeXt/Swin: feature 0 is the first stage, 1 = stem and stage 0. 0: train all.
 _C.MODEL.BACKBONE.TIMM.FROZEN_STAGES = 0
 # every BatchNorm becomes a FrozenBatchNorm2d (as the official ResNet's FrozenBN; per-GPU batches of 2
-# are too small for batch statistics); no effect on LayerNorm models (ConvNeXt, Swin)
+# are too small for batch statistics); no effect on LayerNorm models (ConvNeXt, Swin). For PRETRAINED
+# weights: from scratch set it False (random statistics would stay fixed)
 _C.MODEL.BACKBONE.TIMM.FREEZE_BN = True
 # more timm.create_model arguments as "name=value" strings (values are Python literals; quote an entry
 # with commas in YAML), e.g. ["dynamic_img_size=True", "drop_path_rate=0.2"]; Swin needs dynamic_img_size

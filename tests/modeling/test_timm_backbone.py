@@ -178,7 +178,7 @@ def test_weights_of_another_model_are_a_clear_error(tmp_path):
     ({"name": "convnext_atto", "out_indices": (1, 5)}, r"timm cannot build 'convnext_atto' .*out_indices=\(1, 5\)"),
     ({"name": "convnext_atto", "out_indices": (1, 2), "frozen_stages": 4}, r"FROZEN_STAGES must be 0 to 3 .* got 4"),
     ({"name": "swin_tiny_patch4_window7_224", "model_kwargs": {**TINY_SWIN, "dynamic_img_size": False}},
-     r"takes only \(224, 224\) images.*add 'dynamic_img_size=True' to MODEL.BACKBONE.TIMM.KWARGS"),
+     r"takes only 224x224 images.*add 'dynamic_img_size=True' to MODEL.BACKBONE.TIMM.KWARGS"),
 ])
 def test_bad_arguments_are_clear_errors(kwargs, error):
     with pytest.raises(ValueError, match=error):

@@ -141,7 +141,9 @@ class TimmBackbone(Backbone):
             frozen_stages: how many timm features (from index 0) are frozen, with everything before them;
                 0 trains all. For timm ResNets feature 0 is the stem (2: stem and layer1, as the official);
                 for ConvNeXt and Swin it is the first stage (1: stem and stage 0).
-            freeze_bn: turn every BatchNorm into a FrozenBatchNorm2d.
+            freeze_bn: turn every BatchNorm into a FrozenBatchNorm2d, after loading ``pretrained``. Meant for
+                pretrained weights: random statistics would stay as they are, and so would the zero weight
+                timm gives the last BatchNorm of each ResNet block (``zero_init_last=False`` avoids it).
             model_kwargs: more keyword arguments of ``timm.create_model`` (e.g. ``dynamic_img_size=True``
                 for Swin, which otherwise takes only 224 x 224 images, or ``drop_path_rate``).
             pretrained: path of a local file with the weights of timm model ``name`` (what
@@ -169,27 +171,19 @@ class TimmBackbone(Backbone):
         if pretrained:
             self.load_pretrained(pretrained)
         if freeze_bn:
-            self._freeze_batch_norm(from_file=bool(pretrained))
+            self.body = import_timm().layers.freeze_batch_norm_2d(self.body)
         self._eval_modules = self._freeze(frozen_stages, indices[-1])
 
     def _check_input_size(self, model_kwargs: dict[str, Any]) -> None:
         pretrained_cfg = getattr(self.body, "pretrained_cfg", None) or {}
         dynamic = model_kwargs.get("dynamic_img_size") or model_kwargs.get("strict_img_size") is False
         if pretrained_cfg.get("fixed_input_size") and not dynamic:
+            _, height, width = pretrained_cfg.get("input_size", (3, 224, 224))
             raise ValueError(
-                f"TimmBackbone: timm model {self.name!r} takes only {tuple(pretrained_cfg['input_size'][1:])} images, "
+                f"TimmBackbone: timm model {self.name!r} takes only {height}x{width} images, "
                 "and detection needs any size: add 'dynamic_img_size=True' to MODEL.BACKBONE.TIMM.KWARGS "
                 "(timm's Swin and ViT models support it)"
             )
-
-    def _freeze_batch_norm(self, from_file: bool) -> None:
-        has_batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.body.modules())
-        if has_batch_norm and not from_file:
-            # random weights under fixed statistics barely normalise, and timm's zero-initialised last BN
-            # of each residual block would stay zero
-            logger.warning("TimmBackbone %s: FREEZE_BN freezes the batch norms of random weights (no PRETRAINED "
-                           "file); set MODEL.BACKBONE.TIMM.FREEZE_BN False to train it from scratch", self.name)
-        self.body = import_timm().layers.freeze_batch_norm_2d(self.body)
 
     def _freeze(self, frozen_stages: int, last_index: int) -> list[str]:
         """Freeze timm features ``0 .. frozen_stages - 1``; returns the modules to keep in eval mode."""
