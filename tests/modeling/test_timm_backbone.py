@@ -151,7 +151,7 @@ def test_missing_weights_are_logged_by_name(tmp_path, caplog):
     state_dict = perturbed_timm_model("resnet10t").state_dict()
     del state_dict["layer3.0.conv1.weight"]
     torch.save(state_dict, tmp_path / "partial.pth")
-    with caplog.at_level("WARNING", logger="ddetr_plugin.modeling.backbone.timm_backbone"):
+    with caplog.at_level("WARNING", logger="ddetr_plugin.modeling.backbone.weights"):
         TimmBackbone("resnet10t", pretrained=str(tmp_path / "partial.pth"))
     assert "partial.pth lack: layer3.0.conv1.weight" in caplog.text
 

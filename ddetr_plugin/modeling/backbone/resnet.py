@@ -17,7 +17,7 @@ from torch import nn
 from ...registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 from .frozen_batchnorm import FrozenBatchNorm2d
-from .weights import read_state_dict
+from .weights import load_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -155,12 +155,7 @@ class ResNetBackbone(Backbone):
         state_dict = read_state_dict(path, "ResNetBackbone")
         skipped = {"fc", "avgpool"} | {name for name in STAGES if name not in self.body}
         state_dict = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] not in skipped}
-        try:
-            incompatible = self.body.load_state_dict(state_dict, strict=False)
-        except RuntimeError as e:
-            raise RuntimeError(f"ResNetBackbone: weights in {path} do not fit ResNet-{self.depth}: {e}") from e
-        if incompatible.missing_keys:
-            logger.warning("Backbone weights %s lack: %s", path, ", ".join(incompatible.missing_keys))
+        incompatible = load_weights(self.body, state_dict, path, "ResNetBackbone", f"ResNet-{self.depth}")
         if incompatible.unexpected_keys:
             logger.warning("Backbone weights %s have unused: %s", path, ", ".join(incompatible.unexpected_keys))
         return incompatible

@@ -21,7 +21,7 @@ from torch import nn
 
 from ...registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
-from .weights import read_state_dict
+from .weights import load_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -271,12 +271,7 @@ class TimmBackbone(Backbone):
         if not mapped:
             raise ValueError(f"TimmBackbone: none of the {len(state_dict)} tensors in {path} belongs to timm model "
                              f"{self.name!r} (first names: {', '.join(list(state_dict)[:3])})")
-        try:
-            incompatible = self.body.load_state_dict(mapped, strict=False)
-        except RuntimeError as e:
-            raise RuntimeError(f"TimmBackbone: weights in {path} do not fit timm model {self.name!r}: {e}") from e
-        if incompatible.missing_keys:
-            logger.warning("Backbone weights %s lack: %s", path, ", ".join(incompatible.missing_keys))
+        incompatible = load_weights(self.body, mapped, path, "TimmBackbone", f"timm model {self.name!r}")
         if unused:
             by_module = Counter(key.split(".", 1)[0] for key in unused)
             logger.info("Backbone weights %s: %d tensors unused (not in %s's features_only model): %s", path,

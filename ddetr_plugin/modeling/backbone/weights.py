@@ -1,6 +1,11 @@
-"""Reading a backbone's pretrained weights from a local file (never downloaded)."""
+"""Reading a backbone's pretrained weights from a local file (never downloaded) and loading them."""
+import logging
+
 import torch
 from iopath.common.file_io import g_pathmgr
+from torch import nn
+
+logger = logging.getLogger(__name__)
 
 # checkpoints written by training scripts often nest the state dict under one of these
 WRAPPER_KEYS = ("model", "state_dict")
@@ -41,3 +46,24 @@ def _load_safetensors(data: bytes, owner: str) -> dict[str, torch.Tensor]:
     except ImportError as e:
         raise ImportError(f"{owner}: reading .safetensors weights needs safetensors: pip install safetensors") from e
     return load(data)
+
+
+def load_weights(module: nn.Module, state_dict: dict[str, torch.Tensor], path: str, owner: str, model: str):
+    """``module.load_state_dict(state_dict, strict=False)``; missing keys are logged by name.
+
+    Args:
+        path, owner, model: the file, the component and the model it describes (e.g. "ResNet-50"), for messages.
+
+    Returns:
+        The ``(missing_keys, unexpected_keys)`` named tuple of ``load_state_dict``.
+
+    Raises:
+        RuntimeError: a tensor's shape differs from the module's, with the file and the model named.
+    """
+    try:
+        incompatible = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as e:
+        raise RuntimeError(f"{owner}: weights in {path} do not fit {model}: {e}") from e
+    if incompatible.missing_keys:
+        logger.warning("Backbone weights %s lack: %s", path, ", ".join(incompatible.missing_keys))
+    return incompatible
