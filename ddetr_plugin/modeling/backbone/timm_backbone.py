@@ -230,7 +230,7 @@ class TimmBackbone(Backbone):
             # zeros, as the detector pads a batch (the mean colour after normalisation)
             images = F.pad(images, (0, pad_right, 0, pad_bottom))
         features = {}
-        for (name, spec), feature in zip(self._output_shape.items(), self.body(images)):
+        for (name, spec), feature in zip(self._output_shape.items(), self.body(images), strict=True):
             if self._channels_last_output:
                 feature = feature.permute(0, 3, 1, 2)
             size = (math.ceil(height / spec.stride), math.ceil(width / spec.stride))
