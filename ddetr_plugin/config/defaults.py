@@ -50,8 +50,29 @@ _C.MODEL.BACKBONE.TRAIN_LAYERS = ["layer2", "layer3", "layer4"]
 # stages whose outputs feed the transformer (strides 8, 16, 32)
 _C.MODEL.BACKBONE.OUT_FEATURES = ["layer2", "layer3", "layer4"]
 _C.MODEL.BACKBONE.DILATION = False  # DC5: dilate layer4 instead of striding it
-# local torchvision/timm ResNet state dict; empty: random initialisation
+# local weights file, never downloaded; empty: random initialisation. ResNetBackbone: a torchvision/timm
+# ResNet state dict; TimmBackbone: the weights of timm model TIMM.NAME (.pth/.bin, or .safetensors)
 _C.MODEL.BACKBONE.PRETRAINED = ""
+# NAME TimmBackbone: a timm model's features_only form (pip install ddetr_plugin[timm]); it reads these
+# keys and PRETRAINED, not DEPTH/NORM/TRAIN_LAYERS/OUT_FEATURES/DILATION. Feature names are timm's module
+# names with "_" for "." ("layer2" for ResNets, "stages_1" for ConvNeXt, "layers_1" for Swin).
+_C.MODEL.BACKBONE.TIMM = CN()
+# any name of timm.list_models(), built with pretrained=False
+_C.MODEL.BACKBONE.TIMM.NAME = "resnet50"
+# timm feature indices (timm's out_indices) returned, increasing (finest first); negative count from the
+# end. The last three are strides 8, 16, 32 in timm's ResNets, ConvNeXt, Swin, EfficientNet and RegNet.
+_C.MODEL.BACKBONE.TIMM.OUT_INDICES = [-3, -2, -1]
+# timm features 0 .. FROZEN_STAGES-1 and all before them get requires_grad False and stay in eval mode
+# (fixed batch-norm statistics, no dropout/drop-path). ResNets: feature 0 is the stem, 2 = stem and layer1
+# (the official choice); ConvNeXt/Swin: feature 0 is the first stage, 1 = stem and stage 0. 0: train all.
+_C.MODEL.BACKBONE.TIMM.FROZEN_STAGES = 0
+# every BatchNorm becomes a FrozenBatchNorm2d (as the official ResNet's FrozenBN; per-GPU batches of 2
+# are too small for batch statistics); no effect on LayerNorm models (ConvNeXt, Swin). For PRETRAINED
+# weights: from scratch set it False (random statistics would stay fixed)
+_C.MODEL.BACKBONE.TIMM.FREEZE_BN = True
+# more timm.create_model arguments as "name=value" strings (values are Python literals; quote an entry
+# with commas in YAML), e.g. ["dynamic_img_size=True", "drop_path_rate=0.2"]; Swin needs dynamic_img_size
+_C.MODEL.BACKBONE.TIMM.KWARGS = []
 
 _C.MODEL.POSITION_ENCODING = CN()
 _C.MODEL.POSITION_ENCODING.NAME = "PositionEmbeddingSine"

@@ -12,12 +12,12 @@ from typing import Callable
 import torch
 import torchvision
 from fvcore.common.config import CfgNode
-from iopath.common.file_io import g_pathmgr
 from torch import nn
 
 from ...registry import BACKBONE_REGISTRY
 from .base import Backbone, ShapeSpec
 from .frozen_batchnorm import FrozenBatchNorm2d
+from .weights import load_weights, read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -145,31 +145,17 @@ class ResNetBackbone(Backbone):
         return dict(self._output_shape)
 
     def load_pretrained(self, path: str) -> tuple[list[str], list[str]]:
-        """Load a torchvision/timm ResNet state dict (a plain dict of tensors, or one under "model" or
-        "state_dict") from ``path`` with ``weights_only=True``; the classifier and stages not built are
-        skipped, other missing and unexpected keys are logged by name.
+        """Load a torchvision/timm ResNet state dict from ``path`` (read by ``read_state_dict``: torch.load
+        with ``weights_only=True``, or safetensors); the classifier and stages not built are skipped,
+        other missing and unexpected keys are logged by name.
 
         Returns:
             ``(missing_keys, unexpected_keys)``, the named tuple of ``load_state_dict``.
         """
-        try:
-            with g_pathmgr.open(path, "rb") as f:
-                state_dict = torch.load(f, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"ResNetBackbone: pretrained weights not found: {path}") from None
-        if not isinstance(state_dict, dict):
-            raise ValueError(f"ResNetBackbone: {path} holds a {type(state_dict).__name__}, not a state dict")
-        for wrapper_key in ("model", "state_dict"):
-            if isinstance(state_dict.get(wrapper_key), dict):
-                state_dict = state_dict[wrapper_key]
+        state_dict = read_state_dict(path, "ResNetBackbone")
         skipped = {"fc", "avgpool"} | {name for name in STAGES if name not in self.body}
         state_dict = {k: v for k, v in state_dict.items() if k.split(".", 1)[0] not in skipped}
-        try:
-            incompatible = self.body.load_state_dict(state_dict, strict=False)
-        except RuntimeError as e:
-            raise RuntimeError(f"ResNetBackbone: weights in {path} do not fit ResNet-{self.depth}: {e}") from e
-        if incompatible.missing_keys:
-            logger.warning("Backbone weights %s lack: %s", path, ", ".join(incompatible.missing_keys))
+        incompatible = load_weights(self.body, state_dict, path, "ResNetBackbone", f"ResNet-{self.depth}")
         if incompatible.unexpected_keys:
             logger.warning("Backbone weights %s have unused: %s", path, ", ".join(incompatible.unexpected_keys))
         return incompatible
