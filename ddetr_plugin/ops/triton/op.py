@@ -1,0 +1,109 @@
+"""The Triton kernels as ``torch.library`` operators, with their autograd formula.
+
+``torch.library.triton_op`` makes the implementation visible to ``torch.compile`` (it traces
+through to the kernels, launched via ``wrap_triton``) and uses the same function, run on fake
+tensors, as the fake implementation: it only allocates outputs from input shapes and launches.
+
+- ``ddetr::ms_deform_attn_triton_forward(value (N, S, M, D), spatial_shapes (L, 2) int64,
+  level_start_index (L,) int64, sampling_locations (N, Lq, M, L, P, 2),
+  attention_weights (N, Lq, M, L, P)) -> (N, Lq, M * D)``
+- ``ddetr::ms_deform_attn_triton_backward(the same five, grad_output (N, Lq, M * D))
+  -> (grad_value, grad_sampling_locations, grad_attention_weights)``, shaped as their inputs.
+
+The backward pass is not bitwise deterministic (grad_value is summed with atomic adds); under
+``torch.use_deterministic_algorithms(True)`` it raises, and with ``warn_only=True`` it warns.
+"""
+import warnings
+
+import torch
+from torch.library import triton_op, wrap_triton
+from triton.runtime.jit import JITFunction
+
+from .backward import ms_deform_attn_backward_kernel
+from .forward import ms_deform_attn_forward_kernel
+from .launch import plan_launch
+
+_FORWARD_SCHEMA = ("(Tensor value, Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
+                   "Tensor attention_weights) -> Tensor")
+_BACKWARD_SCHEMA = ("(Tensor value, Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
+                    "Tensor attention_weights, Tensor grad_output) -> (Tensor, Tensor, Tensor)")
+NOT_DETERMINISTIC = (
+    "ms_deform_attn: the Triton backward sums the value gradient with atomic adds, which is not bitwise "
+    "deterministic, and torch.use_deterministic_algorithms(True) is set. On CPU tensors backend='native' is "
+    "deterministic; on CUDA every backend's backward uses atomic adds. Pass warn_only=True to "
+    "torch.use_deterministic_algorithms to run it anyway."
+)
+
+
+def _launcher(kernel):
+    """``wrap_triton(kernel)``, or the kernel itself when the interpreter built it: older torch
+    releases' ``wrap_triton`` accept only compiled kernels, and there is nothing to trace there."""
+    return wrap_triton(kernel) if isinstance(kernel, JITFunction) else kernel
+
+
+def _sizes(value: torch.Tensor, sampling_locations: torch.Tensor) -> dict:
+    """The kernels' size arguments."""
+    batch, positions, heads, channels = value.shape
+    queries, levels, points = sampling_locations.shape[1], sampling_locations.shape[3], sampling_locations.shape[4]
+    return {"rows": batch * queries * heads, "queries_heads": queries * heads, "positions": positions,
+            "heads": heads, "channels": channels, "levels": levels, "points": points}
+
+
+def _check_deterministic_mode() -> None:
+    if not torch.are_deterministic_algorithms_enabled():
+        return
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(NOT_DETERMINISTIC, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(NOT_DETERMINISTIC)
+
+
+@triton_op("ddetr::ms_deform_attn_triton_forward", mutates_args=(), schema=_FORWARD_SCHEMA)
+def ms_deform_attn_triton_forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    sizes = _sizes(value, sampling_locations)
+    output = value.new_empty((value.shape[0], sampling_locations.shape[1], value.shape[2] * value.shape[3]))
+    if sizes["rows"] > 0:
+        plan = plan_launch(sizes["rows"], sizes["channels"], on_gpu=value.is_cuda)
+        _launcher(ms_deform_attn_forward_kernel)[plan.grid](
+            value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+            sampling_locations.contiguous(), attention_weights.contiguous(), output, **sizes,
+            BLOCK_ROWS=plan.block_rows, BLOCK_CHANNELS=plan.block_channels, FP64=value.dtype == torch.float64,
+            num_warps=plan.num_warps,
+        )
+    return output
+
+
+@triton_op("ddetr::ms_deform_attn_triton_backward", mutates_args=(), schema=_BACKWARD_SCHEMA)
+def ms_deform_attn_triton_backward(
+    value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output
+):
+    _check_deterministic_mode()
+    sizes = _sizes(value, sampling_locations)
+    fp64 = value.dtype == torch.float64
+    # Atomic adds of float16/bfloat16 would round at every addition: accumulate in float32.
+    grad_value = value.new_zeros(value.shape, dtype=torch.float64 if fp64 else torch.float32)
+    grad_locations = sampling_locations.new_empty(sampling_locations.shape)
+    grad_weights = attention_weights.new_empty(attention_weights.shape)
+    if sizes["rows"] > 0:  # every location and weight gradient is written, also when D == 0
+        plan = plan_launch(sizes["rows"], sizes["channels"], on_gpu=value.is_cuda)
+        _launcher(ms_deform_attn_backward_kernel)[plan.grid](
+            value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+            sampling_locations.contiguous(), attention_weights.contiguous(), grad_output.contiguous(),
+            grad_value, grad_locations, grad_weights, **sizes,
+            BLOCK_ROWS=plan.block_rows, BLOCK_CHANNELS=plan.block_channels, FP64=fp64, num_warps=plan.num_warps,
+        )
+    return grad_value.to(value.dtype), grad_locations, grad_weights
+
+
+def _setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _backward(ctx, grad_output):
+    grad_value, grad_locations, grad_weights = torch.ops.ddetr.ms_deform_attn_triton_backward(
+        *ctx.saved_tensors, grad_output
+    )
+    return grad_value, None, None, grad_locations, grad_weights
+
+
+ms_deform_attn_triton_forward.register_autograd(_backward, setup_context=_setup_context)
