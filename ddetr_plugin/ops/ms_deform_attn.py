@@ -2,16 +2,17 @@
 
 The native kernels are ``torch.library`` operators defined in C++
 (``ddetr::ms_deform_attn_forward`` / ``ddetr::ms_deform_attn_backward``). This
-module registers their autograd formula and fake (shape-only) implementations so
-that autograd, ``torch.compile(fullgraph=True)`` and ``torch.export`` go through
-them, and chooses between the native op, the Triton kernels (``ops/triton/``,
-their own operators) and the PyTorch reference.
+module registers their autograd formula and fake (shape-only) implementations
+(``registration.py``) so that autograd, ``torch.compile(fullgraph=True)`` and
+``torch.export`` go through them, and chooses between the native op, the Triton
+kernels (``ops/triton/``, their own operators) and the PyTorch reference.
 """
 import torch
 
 from .auto_backend import auto_candidates
 from .native import _C, native_unsupported_reason
 from .reference import ms_deform_attn_pytorch
+from .registration import register_fakes_and_autograd
 from .triton import triton_unsupported_reason
 from .validation import check_ms_deform_attn_inputs
 
@@ -76,37 +77,5 @@ def multi_scale_deformable_attention(
     return torch.ops.ddetr.ms_deform_attn_forward(*inputs, int(im2col_step))
 
 
-def _register_native_op() -> None:
-    """Autograd and fake implementations of the C++-defined operators."""
-
-    @torch.library.register_fake("ddetr::ms_deform_attn_forward")
-    def _forward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
-        batch, _, heads, channels = value.shape
-        return value.new_empty((batch, sampling_locations.shape[1], heads * channels))
-
-    @torch.library.register_fake("ddetr::ms_deform_attn_backward")
-    def _backward_fake(
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output, im2col_step
-    ):
-        return (
-            value.new_empty(value.shape),
-            sampling_locations.new_empty(sampling_locations.shape),
-            attention_weights.new_empty(attention_weights.shape),
-        )
-
-    def setup_context(ctx, inputs, output):
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step = inputs
-        ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        ctx.im2col_step = im2col_step
-
-    def backward(ctx, grad_output):
-        grad_value, grad_locations, grad_weights = torch.ops.ddetr.ms_deform_attn_backward(
-            *ctx.saved_tensors, grad_output.contiguous(), ctx.im2col_step
-        )
-        return grad_value, None, None, grad_locations, grad_weights, None
-
-    torch.library.register_autograd("ddetr::ms_deform_attn_forward", backward, setup_context=setup_context)
-
-
 if _C is not None:
-    _register_native_op()
+    register_fakes_and_autograd("ddetr::ms_deform_attn_forward", "ddetr::ms_deform_attn_backward")

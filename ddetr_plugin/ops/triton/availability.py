@@ -4,16 +4,23 @@ Importing ``ddetr_plugin.ops`` never imports Triton, so the package works where 
 missing or broken; the first question about the Triton backend imports it (and registers the
 Triton operators).
 """
-import functools
+import importlib.util
 
 import torch
 
 TRITON_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# Looked up once, without importing: where Triton is not installed, asking costs nothing.
+TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
 
 
-@functools.cache
 def triton_import_error() -> str | None:
-    """Why the Triton kernels cannot be imported, or None once they are (and registered)."""
+    """Why the Triton kernels cannot be imported, or None once they are (and registered).
+
+    A plain import rather than a cache: after the first success it is a lookup in sys.modules,
+    and torch.compile traces it as it is.
+    """
+    if not TRITON_INSTALLED:
+        return "triton is not installed"
     try:
         from . import op  # noqa: F401  (imports triton, registers ddetr::ms_deform_attn_triton_*)
     except ImportError as error:

@@ -39,12 +39,13 @@ def plan_launch(rows: int, channels: int, on_gpu: bool) -> LaunchPlan:
 
     Every channel of a row is in one tile (the location and weight gradients are sums over
     them), so BLOCK_CHANNELS is D rounded up to a power of two and rows fill the rest of the
-    tile. On a GPU, rows per program also shrink until there are about GPU_PROGRAMS programs;
-    in the interpreter every program is as large as INTERPRETER_TILE allows.
+    tile, but no more than the problem has. On a GPU, rows per program also shrink until there
+    are about GPU_PROGRAMS programs; in the interpreter every program is as large as
+    INTERPRETER_TILE allows.
     """
     rows, channels = int(rows), int(channels)
     block_channels = next_power_of_2(channels)
-    block_rows = max(1, (GPU_TILE if on_gpu else INTERPRETER_TILE) // block_channels)
+    block_rows = min(max(1, (GPU_TILE if on_gpu else INTERPRETER_TILE) // block_channels), next_power_of_2(rows))
     if on_gpu:
         block_rows = min(block_rows, next_power_of_2(-(-rows // GPU_PROGRAMS)))
     num_warps = min(MAX_WARPS, max(1, block_rows * block_channels // ELEMENTS_PER_WARP))

@@ -1,8 +1,9 @@
 """The Triton kernels as ``torch.library`` operators, with their autograd formula.
 
-``torch.library.triton_op`` makes the implementation visible to ``torch.compile`` (it traces
-through to the kernels, launched via ``wrap_triton``) and uses the same function, run on fake
-tensors, as the fake implementation: it only allocates outputs from input shapes and launches.
+``torch.library.triton_op`` makes the implementation visible to ``torch.compile``: AOTAutograd
+traces through it to the kernels, launched via ``wrap_triton``. The fake (shape-only)
+implementations and the autograd formula are the native operators' (``registration.py``), so
+shape propagation never launches a kernel, also under the interpreter.
 
 - ``ddetr::ms_deform_attn_triton_forward(value (N, S, M, D), spatial_shapes (L, 2) int64,
   level_start_index (L,) int64, sampling_locations (N, Lq, M, L, P, 2),
@@ -19,6 +20,7 @@ import torch
 from torch.library import triton_op, wrap_triton
 from triton.runtime.jit import JITFunction
 
+from ..registration import register_fakes_and_autograd
 from .backward import ms_deform_attn_backward_kernel
 from .forward import ms_deform_attn_forward_kernel
 from .launch import plan_launch
@@ -95,15 +97,4 @@ def ms_deform_attn_triton_backward(
     return grad_value.to(value.dtype), grad_locations, grad_weights
 
 
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad_output):
-    grad_value, grad_locations, grad_weights = torch.ops.ddetr.ms_deform_attn_triton_backward(
-        *ctx.saved_tensors, grad_output
-    )
-    return grad_value, None, None, grad_locations, grad_weights
-
-
-ms_deform_attn_triton_forward.register_autograd(_backward, setup_context=_setup_context)
+register_fakes_and_autograd("ddetr::ms_deform_attn_triton_forward", "ddetr::ms_deform_attn_triton_backward")
