@@ -49,6 +49,7 @@ VARIANT_CONFIGS = {
 INFERENCE_SIZE = (800, 1066)
 TRAIN_SIZE, TRAIN_BATCH, BOXES_PER_IMAGE = (512, 640), 2, 5
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype
+TABLE_HEADER = ["device", "what", "precision", "ours s", "images/s", "peak MiB", "HF s", "HF / ours", "max diff"]
 RUNTIME_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "LD_PRELOAD", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
                "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_CONF")
 
@@ -237,9 +238,6 @@ def table_rows(rows: List[Dict]) -> List[List[str]]:
             f"{row['max_diff']:.2e}" if "max_diff" in row else "—",
         ])
     return cells
-
-
-TABLE_HEADER = ["device", "what", "precision", "ours s", "images/s", "peak MiB", "HF s", "HF / ours", "max diff"]
 
 
 def main(argv=None) -> int:

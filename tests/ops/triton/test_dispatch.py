@@ -98,3 +98,14 @@ def test_export_decomposes_the_operators_into_their_kernels():
     assert [sorted(launch) for launch in launches] == [
         sorted(ms_deform_attn_forward_kernel.arg_names), sorted(ms_deform_attn_backward_kernel.arg_names)]
     assert launches[0]["channels"] == value.shape[3] and launches[1]["rows"] == 2 * 7 * 2
+
+
+def test_collect_env_reports_triton():
+    from ddetr_plugin.collect_env import collect_env
+    from ddetr_plugin.ops.triton import triton_unsupported_reason, triton_version
+
+    rows = dict(collect_env())
+    assert rows["Triton"] == (triton_version() or "not installed")
+    assert rows["Triton backend, CPU"].startswith("can run" if interpreter_active() else "cannot run: ")
+    reason = triton_unsupported_reason("cuda", torch.float32)
+    assert rows["Triton backend, CUDA"] == ("can run" if reason is None else f"cannot run: {reason}")
