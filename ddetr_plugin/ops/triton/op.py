@@ -14,6 +14,7 @@ shape propagation never launches a kernel, also under the interpreter.
 The backward pass is not bitwise deterministic (grad_value is summed with atomic adds); under
 ``torch.use_deterministic_algorithms(True)`` it raises, and with ``warn_only=True`` it warns.
 """
+import contextlib
 import warnings
 
 import torch
@@ -37,10 +38,21 @@ NOT_DETERMINISTIC = (
 )
 
 
-def _launcher(kernel):
-    """``wrap_triton(kernel)``, or the kernel itself when the interpreter built it: older torch
-    releases' ``wrap_triton`` accept only compiled kernels, and there is nothing to trace there."""
-    return wrap_triton(kernel) if isinstance(kernel, JITFunction) else kernel
+def _launch(kernel, value: torch.Tensor, sampling_locations: torch.Tensor, *tensors: torch.Tensor) -> None:
+    """Launch ``kernel`` on ``tensors`` (its pointer arguments, in order) for the sizes of
+    ``value`` and ``sampling_locations``, with the launch plan of those sizes.
+
+    Under a compiled kernel the launch goes through ``wrap_triton`` (so that torch.compile can
+    trace it); the interpreter's kernels are called directly: older torch releases'
+    ``wrap_triton`` accept only compiled kernels, and there is nothing to trace there. Triton
+    launches on the current CUDA device, not on its arguments', so value's device is made current.
+    """
+    sizes = _sizes(value, sampling_locations)
+    plan = plan_launch(sizes["rows"], sizes["channels"], on_gpu=value.is_cuda)
+    launcher = wrap_triton(kernel) if isinstance(kernel, JITFunction) else kernel
+    with torch.cuda.device(value.device) if value.is_cuda else contextlib.nullcontext():
+        launcher[plan.grid](*tensors, **sizes, BLOCK_ROWS=plan.block_rows, BLOCK_CHANNELS=plan.block_channels,
+                            FP64=value.dtype == torch.float64, num_warps=plan.num_warps)
 
 
 def _sizes(value: torch.Tensor, sampling_locations: torch.Tensor) -> dict:
@@ -62,16 +74,11 @@ def _check_deterministic_mode() -> None:
 
 @triton_op("ddetr::ms_deform_attn_triton_forward", mutates_args=(), schema=_FORWARD_SCHEMA)
 def ms_deform_attn_triton_forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
-    sizes = _sizes(value, sampling_locations)
     output = value.new_empty((value.shape[0], sampling_locations.shape[1], value.shape[2] * value.shape[3]))
-    if sizes["rows"] > 0:
-        plan = plan_launch(sizes["rows"], sizes["channels"], on_gpu=value.is_cuda)
-        _launcher(ms_deform_attn_forward_kernel)[plan.grid](
-            value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
-            sampling_locations.contiguous(), attention_weights.contiguous(), output, **sizes,
-            BLOCK_ROWS=plan.block_rows, BLOCK_CHANNELS=plan.block_channels, FP64=value.dtype == torch.float64,
-            num_warps=plan.num_warps,
-        )
+    if output.numel() > 0:
+        _launch(ms_deform_attn_forward_kernel, value, sampling_locations,
+                value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+                sampling_locations.contiguous(), attention_weights.contiguous(), output)
     return output
 
 
@@ -80,20 +87,15 @@ def ms_deform_attn_triton_backward(
     value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output
 ):
     _check_deterministic_mode()
-    sizes = _sizes(value, sampling_locations)
-    fp64 = value.dtype == torch.float64
     # Atomic adds of float16/bfloat16 would round at every addition: accumulate in float32.
-    grad_value = value.new_zeros(value.shape, dtype=torch.float64 if fp64 else torch.float32)
+    grad_value = value.new_zeros(value.shape, dtype=torch.float64 if value.dtype == torch.float64 else torch.float32)
     grad_locations = sampling_locations.new_empty(sampling_locations.shape)
     grad_weights = attention_weights.new_empty(attention_weights.shape)
-    if sizes["rows"] > 0:  # every location and weight gradient is written, also when D == 0
-        plan = plan_launch(sizes["rows"], sizes["channels"], on_gpu=value.is_cuda)
-        _launcher(ms_deform_attn_backward_kernel)[plan.grid](
-            value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
-            sampling_locations.contiguous(), attention_weights.contiguous(), grad_output.contiguous(),
-            grad_value, grad_locations, grad_weights, **sizes,
-            BLOCK_ROWS=plan.block_rows, BLOCK_CHANNELS=plan.block_channels, FP64=fp64, num_warps=plan.num_warps,
-        )
+    if grad_weights.numel() > 0:  # every location and weight gradient is written, also when D == 0
+        _launch(ms_deform_attn_backward_kernel, value, sampling_locations,
+                value.contiguous(), spatial_shapes.contiguous(), level_start_index.contiguous(),
+                sampling_locations.contiguous(), attention_weights.contiguous(), grad_output.contiguous(),
+                grad_value, grad_locations, grad_weights)
     return grad_value.to(value.dtype), grad_locations, grad_weights
 
 

@@ -12,6 +12,7 @@ from ...compare import assert_matches_reference
 from ...inputs import make_inputs, make_pixel_edge_inputs, non_contiguous_copy
 
 CASES = {
+    "D0": dict(channels=0),  # no channels: zero output, zero location and weight gradients
     "D30": dict(channels=30),
     "D32": dict(channels=32),
     "D71": dict(channels=71),  # two programs in the interpreter, the second partly rows past the end
