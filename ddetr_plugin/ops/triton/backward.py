@@ -15,7 +15,7 @@ order of the additions varies from run to run.
 import triton
 import triton.language as tl
 
-from .sampling import bilinear_footprint, load_corner, load_sample, to_compute_dtype
+from .sampling import bilinear_footprint, load_corner, load_level, load_sample, program_rows, to_compute_dtype
 
 
 @triton.jit
@@ -49,19 +49,13 @@ def ms_deform_attn_backward_kernel(
     BLOCK_CHANNELS: tl.constexpr,
     FP64: tl.constexpr,
 ):
-    row = (tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)).to(tl.int64)
-    row_mask = row < rows
-    channel = tl.arange(0, BLOCK_CHANNELS)
-    channel_mask = channel < channels
-    position_stride = heads * channels
-    value_rows = (row // queries_heads) * positions * position_stride + (row % heads) * channels
+    row, row_mask, channel, channel_mask, position_stride, value_rows = program_rows(
+        rows, queries_heads, positions, heads, channels, BLOCK_ROWS, BLOCK_CHANNELS)
     grad_output = to_compute_dtype(
         tl.load(grad_output_ptr + row[:, None] * channels + channel[None, :],
                 mask=row_mask[:, None] & channel_mask[None, :], other=0.0), FP64)
     for level in range(levels):
-        height = tl.load(shapes_ptr + 2 * level)
-        width = tl.load(shapes_ptr + 2 * level + 1)
-        start = tl.load(starts_ptr + level)
+        height, width, start = load_level(shapes_ptr, starts_ptr, level)
         for point in range(points):
             sample = (row * levels + level) * points + point
             loc_x, loc_y, weight = load_sample(locations_ptr, weights_ptr, sample, row_mask, FP64)

@@ -20,6 +20,24 @@ def to_compute_dtype(x, FP64: tl.constexpr):
 
 
 @triton.jit
+def program_rows(rows, queries_heads, positions, heads, channels, BLOCK_ROWS: tl.constexpr,
+                 BLOCK_CHANNELS: tl.constexpr):
+    """This program's rows r = (n * Lq + q) * M + m (int64) and channels, their masks, M * D (the
+    stride of one value position) and each row's element offset of value[n, 0, m, 0]."""
+    row = (tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)).to(tl.int64)
+    channel = tl.arange(0, BLOCK_CHANNELS)
+    position_stride = heads * channels
+    value_rows = (row // queries_heads) * positions * position_stride + (row % heads) * channels
+    return row, row < rows, channel, channel < channels, position_stride, value_rows
+
+
+@triton.jit
+def load_level(shapes_ptr, starts_ptr, level):
+    """(H_l, W_l, first position of level l in S), int64 scalars."""
+    return tl.load(shapes_ptr + 2 * level), tl.load(shapes_ptr + 2 * level + 1), tl.load(starts_ptr + level)
+
+
+@triton.jit
 def bilinear_footprint(loc_x, loc_y, height, width, level_start, value_rows, position_stride, row_mask):
     """The 2x2 neighbourhood of each row's sampling point in one level of value (N, S, M, D).
 
