@@ -23,4 +23,5 @@ def assert_matches_reference(args, backend, atol, rtol=0.0):
     ref_out, ref_grads = run(args, "pytorch")
     torch.testing.assert_close(out, ref_out, atol=atol, rtol=rtol)
     for name, actual, expected in zip(GRADIENT_NAMES, grads, ref_grads):
-        torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol, msg=lambda m, name=name: f"grad of {name}: {m}")
+        torch.testing.assert_close(actual, expected, atol=atol, rtol=rtol,
+                                   msg=lambda m, name=name: f"grad of {name}: {m}")

@@ -106,7 +106,8 @@ def test_main_runs_the_steps_in_order_and_writes_the_report(gpu_check, monkeypat
             "--reports", str(tmp_path / "reports")]
     assert gpu_check.main(argv) == 0
     assert list(commands) == ["wheels", "build", "tests", "op-float32", "op-bfloat16", "model"]
-    assert commands["wheels"][-3:] == ["--target", str(tmp_path / "site"), str(tmp_path / "wheels" / "fvcore-0.1.5-py3-none-any.whl")]
+    wheel = str(tmp_path / "wheels" / "fvcore-0.1.5-py3-none-any.whl")
+    assert commands["wheels"][-3:] == ["--target", str(tmp_path / "site"), wheel]
     assert "--no-index" in commands["build"] and "--no-deps" in commands["build"]
     assert "tests/ops" in commands["tests"] and "tests/ops/triton/test_interpreter.py" in commands["tests"]
     assert commands["op-bfloat16"][1:6] == ["tools/benchmark_op.py", "--device", "cuda", "--dtype", "bfloat16"]

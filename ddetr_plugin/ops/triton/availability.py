@@ -1,8 +1,8 @@
 """Whether the Triton backend can run here; Triton itself is imported only when asked.
 
-Importing ``ddetr_plugin.ops`` never imports Triton, so the package works where Triton is
-missing or broken; the first question about the Triton backend imports it (and registers the
-Triton operators).
+Importing ``ddetr_plugin.ops`` does not import the Triton kernels (torch may import Triton for
+its own use, and copes when it is missing), so the package works where Triton is missing or
+broken; the first question about the Triton backend imports them and registers their operators.
 """
 import importlib.util
 
