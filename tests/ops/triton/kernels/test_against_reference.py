@@ -71,6 +71,8 @@ def test_empty_query_set(device):
     assert grad_locations.shape == locations.shape and grad_weights.shape == weights.shape
 
 
+# The interpreter evaluates both sides of tl.where in NumPy: -inf - -inf warns before it is discarded.
+@pytest.mark.filterwarnings("ignore:invalid value encountered in subtract:RuntimeWarning")
 def test_nan_and_huge_locations_sample_zeros(device):
     value, shapes, starts, locations, weights = make_inputs(device=device, requires_grad=False)
     locations[0, 0] = float("nan")
