@@ -26,10 +26,6 @@ from .backward import ms_deform_attn_backward_kernel
 from .forward import ms_deform_attn_forward_kernel
 from .launch import plan_launch
 
-_FORWARD_SCHEMA = ("(Tensor value, Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
-                   "Tensor attention_weights) -> Tensor")
-_BACKWARD_SCHEMA = ("(Tensor value, Tensor spatial_shapes, Tensor level_start_index, Tensor sampling_locations, "
-                    "Tensor attention_weights, Tensor grad_output) -> (Tensor, Tensor, Tensor)")
 NOT_DETERMINISTIC = (
     "ms_deform_attn: the Triton backward sums the value gradient with atomic adds, which is not bitwise "
     "deterministic, and torch.use_deterministic_algorithms(True) is set. On CPU tensors backend='native' is "
@@ -72,8 +68,15 @@ def _check_deterministic_mode() -> None:
         raise RuntimeError(NOT_DETERMINISTIC)
 
 
-@triton_op("ddetr::ms_deform_attn_triton_forward", mutates_args=(), schema=_FORWARD_SCHEMA)
-def ms_deform_attn_triton_forward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+# The schemas are inferred from the annotations (torch 2.6 and 2.7 ignore triton_op's schema argument).
+@triton_op("ddetr::ms_deform_attn_triton_forward", mutates_args=())
+def ms_deform_attn_triton_forward(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
     output = value.new_empty((value.shape[0], sampling_locations.shape[1], value.shape[2] * value.shape[3]))
     if output.numel() > 0:
         _launch(ms_deform_attn_forward_kernel, value, sampling_locations,
@@ -82,10 +85,15 @@ def ms_deform_attn_triton_forward(value, spatial_shapes, level_start_index, samp
     return output
 
 
-@triton_op("ddetr::ms_deform_attn_triton_backward", mutates_args=(), schema=_BACKWARD_SCHEMA)
+@triton_op("ddetr::ms_deform_attn_triton_backward", mutates_args=())
 def ms_deform_attn_triton_backward(
-    value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output
-):
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+    grad_output: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     _check_deterministic_mode()
     # Atomic adds of float16/bfloat16 would round at every addition: accumulate in float32.
     grad_value = value.new_zeros(value.shape, dtype=torch.float64 if value.dtype == torch.float64 else torch.float32)
