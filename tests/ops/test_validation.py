@@ -14,7 +14,7 @@ def call(value, shapes, starts, locations, weights, **kwargs):
     return multi_scale_deformable_attention(value, shapes, starts, locations, weights, **kwargs)
 
 
-@pytest.mark.parametrize("backend", ["native", "pytorch"])
+@pytest.mark.parametrize("backend", ["native", "triton", "pytorch"])
 @pytest.mark.parametrize(
     "mutate, error, message",
     [
