@@ -2,6 +2,9 @@
 #             and evaluate the quick-start config on the built-in shapes dataset into output/quickstart
 # make test   the same set-up, then the tests
 # make bench  the op benchmark (native kernels vs the PyTorch reference)
+# make gpu-check  on a machine with a CUDA GPU and its own python3/torch: install .whl/ wheels, build, run the
+#             CUDA tests and the op and model benchmarks into benchmarks/gpu-<device>.md (tools/gpu_check.py);
+#             exits non-zero without a GPU
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,7 +13,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 NATIVE_SOURCES := setup.py $(wildcard csrc/*.cpp csrc/*.h csrc/cpu/*.cpp csrc/cuda/*.cu)
 PYTEST_ARGS ?=
 
-.PHONY: install train test bench clean
+.PHONY: install train test bench gpu-check clean
 
 $(VENV)/.torch:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +41,10 @@ test: install $(VENV)/.test-extras
 
 bench: install
 	$(PY) tools/benchmark_op.py
+
+# The machine's own python3 and torch, not the venv: the check builds against what it finds.
+gpu-check:
+	$(PYTHON) tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info ddetr_plugin/_C*.so

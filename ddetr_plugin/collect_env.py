@@ -10,8 +10,14 @@ import torch
 
 from ddetr_plugin import __version__
 from ddetr_plugin.ops.native import build_info
+from ddetr_plugin.ops.triton import triton_unsupported_reason, triton_version
 
 PACKAGES = ("torchvision", "fvcore", "iopath", "pycocotools", "scipy", "PyYAML", "termcolor", "numpy", "Pillow")
+
+
+def _triton_status(device_type: str) -> str:
+    reason = triton_unsupported_reason(device_type, torch.float32)
+    return "can run" if reason is None else f"cannot run: {reason}"
 
 
 def collect_env() -> list[tuple[str, str]]:
@@ -32,6 +38,9 @@ def collect_env() -> list[tuple[str, str]]:
         ("native op, CPU", "built" if info["native_cpu"] else "NOT built (PyTorch reference in use)"),
         ("native op, CUDA", "built" if info["native_cuda"] else "not built"),
         ("CUDA architectures compiled", info["cuda_archs"] or "none"),
+        ("Triton", triton_version() or "not installed"),
+        ("Triton backend, CUDA", _triton_status("cuda")),
+        ("Triton backend, CPU", _triton_status("cpu")),
         ("CPU threads (torch)", str(torch.get_num_threads())),
         ("CUDA available", str(torch.cuda.is_available())),
     ]

@@ -3,11 +3,17 @@
 
     python tools/benchmark_model.py [--variant plain|box_refine|two_stage] [--compare-hf]
         [--device cpu|cuda|all] [--threads N] [--repeats R] [--profile]
+        [--batch-sizes 1 4] [--precisions fp32 bf16] [--json PATH]
 
-- inference: ResNet-50, batch 1 at 800x1066, the network alone (``forward_raw`` here,
-  ``DeformableDetrForObjectDetection.forward`` for HF), under ``torch.no_grad``;
+- inference: ResNet-50 at 800x1066, batch 1 (or each of --batch-sizes), the network alone
+  (``forward_raw`` here, ``DeformableDetrForObjectDetection.forward`` for HF), under
+  ``torch.no_grad``;
 - training step: batch 2 at 512x640 with 5 boxes per image: forward with losses,
   backward, AdamW step.
+
+Each runs in every one of --precisions: fp32, or bf16 autocast (as SOLVER.AMP trains). Rows
+give seconds, images per second and, on CUDA, the peak memory allocated by torch during the
+measurement (weights included). --json writes the rows for tools/gpu_check.py.
 
 Times are medians over --repeats runs after one warm-up. --compare-hf builds HF
 transformers' model (random init) in the same process, converts its weights with
@@ -21,6 +27,8 @@ CPU times many times over: run with OMP_WAIT_POLICY=PASSIVE there, or on an idle
 --profile prints where our inference spends its CPU time (torch.profiler, top operators).
 """
 import argparse
+import contextlib
+import json
 import os
 import statistics
 import time
@@ -30,6 +38,7 @@ import torch
 
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling import build_model
+from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 VARIANT_CONFIGS = {
@@ -39,6 +48,8 @@ VARIANT_CONFIGS = {
 }
 INFERENCE_SIZE = (800, 1066)
 TRAIN_SIZE, TRAIN_BATCH, BOXES_PER_IMAGE = (512, 640), 2, 5
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}  # autocast dtype
+TABLE_HEADER = ["device", "what", "precision", "ours s", "images/s", "peak MiB", "HF s", "HF / ours", "max diff"]
 RUNTIME_ENV = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "LD_PRELOAD", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_",
                "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_CONF")
 
@@ -54,6 +65,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-train", action="store_true", help="time inference only")
     parser.add_argument("--profile", action="store_true", help="profile one inference of our model")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1], help="inference batch sizes")
+    parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=["fp32"],
+                        help="fp32, or bf16 autocast")
+    parser.add_argument("--json", help="also write the rows to this file")
     return parser.parse_args(argv)
 
 
@@ -80,10 +95,10 @@ def build_models(variant: str, compare_hf: bool):
     return ours, hf
 
 
-def inference_inputs(device: str):
+def inference_inputs(device: str, batch: int = 1):
     generator = torch.Generator().manual_seed(0)
-    images = torch.randn(1, 3, *INFERENCE_SIZE, generator=generator).to(device)
-    return images, torch.zeros(1, *INFERENCE_SIZE, dtype=torch.bool, device=device)
+    images = torch.randn(batch, 3, *INFERENCE_SIZE, generator=generator).to(device)
+    return images, torch.zeros(batch, *INFERENCE_SIZE, dtype=torch.bool, device=device)
 
 
 def training_batch(device: str):
@@ -105,8 +120,24 @@ def training_batch(device: str):
     return ours, pixel_values, hf_labels
 
 
+def autocast(device: str, precision: str):
+    dtype = PRECISIONS[precision]
+    return torch.autocast(device, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def peak_memory(device: str, row: Dict):
+    """Sets row["peak_mib"] to the most memory torch allocated on CUDA inside the block."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    yield
+    if device == "cuda":
+        row["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+
+
 def median_seconds(fn: Callable[[], None], repeats: int, device: str) -> float:
-    fn()  # warm-up: allocator pools, lazy initialisation
+    fn()  # warm-up: allocator pools, lazy initialisation, kernel compilation
     times = []
     for _ in range(repeats):
         if device == "cuda":
@@ -135,34 +166,56 @@ def benchmark_device(ours, hf, device: str, args) -> List[Dict]:
     ours.to(device).eval()
     if hf is not None:
         hf.to(device).eval()
-    images, padding_mask = inference_inputs(device)
-    with torch.no_grad():
-        ours_out = ours.forward_raw(images, padding_mask)
-        row = {"device": device, "what": f"inference bs1 {INFERENCE_SIZE[0]}x{INFERENCE_SIZE[1]}",
-               "ours": median_seconds(lambda: ours.forward_raw(images, padding_mask), args.repeats, device)}
-        if hf is not None:
-            pixel_mask = (~padding_mask).long()
-            hf_out = hf(pixel_values=images, pixel_mask=pixel_mask)
-            row["hf"] = median_seconds(lambda: hf(pixel_values=images, pixel_mask=pixel_mask), args.repeats, device)
-            row["max_diff"] = max((ours_out["pred_logits"] - hf_out.logits).abs().max().item(),
-                                  (ours_out["pred_boxes"] - hf_out.pred_boxes).abs().max().item())
-    rows.append(row)
+    for precision in args.precisions:
+        for batch in args.batch_sizes:
+            rows.append(benchmark_inference(ours, hf, device, precision, batch, args.repeats))
     if args.profile:
-        profile_inference(ours, images, padding_mask)
+        profile_inference(ours, *inference_inputs(device))
     if args.skip_train:
         return rows
+    for precision in args.precisions:
+        rows.append(benchmark_training(ours, hf, device, precision, args.repeats))
+    return rows
 
+
+def benchmark_inference(ours, hf, device: str, precision: str, batch: int, repeats: int) -> Dict:
+    """One inference row; HF runs beside ours in fp32 at batch 1 only."""
+    images, padding_mask = inference_inputs(device, batch)
+    row = {"device": device, "what": f"inference bs{batch} {INFERENCE_SIZE[0]}x{INFERENCE_SIZE[1]}",
+           "precision": precision, "images": batch}
+    with torch.no_grad(), autocast(device, precision):
+        with peak_memory(device, row):
+            row["ours"] = median_seconds(lambda: ours.forward_raw(images, padding_mask), repeats, device)
+        if hf is not None and precision == "fp32" and batch == 1:
+            ours_out = ours.forward_raw(images, padding_mask)
+            pixel_mask = (~padding_mask).long()
+            hf_out = hf(pixel_values=images, pixel_mask=pixel_mask)
+            row["hf"] = median_seconds(lambda: hf(pixel_values=images, pixel_mask=pixel_mask), repeats, device)
+            row["max_diff"] = max((ours_out["pred_logits"] - hf_out.logits).abs().max().item(),
+                                  (ours_out["pred_boxes"] - hf_out.pred_boxes).abs().max().item())
+    return row
+
+
+def benchmark_training(ours, hf, device: str, precision: str, repeats: int) -> Dict:
+    """One training-step row: forward with losses under autocast, backward and AdamW outside it."""
     batch, pixel_values, hf_labels = training_batch(device)
     ours.train()
     row = {"device": device, "what": f"train step bs{TRAIN_BATCH} {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}",
-           "ours": median_seconds(train_step_fn(ours, lambda: sum(ours(batch).values())), args.repeats, device)}
-    if hf is not None:
+           "precision": precision, "images": TRAIN_BATCH}
+
+    def our_loss():
+        with autocast(device, precision):
+            return sum(ours(batch).values())
+
+    with peak_memory(device, row):
+        row["ours"] = median_seconds(train_step_fn(ours, our_loss), repeats, device)
+    if hf is not None and precision == "fp32":
         hf.train()
         pixel_mask = torch.ones(TRAIN_BATCH, *TRAIN_SIZE, dtype=torch.long, device=device)
         hf_step = train_step_fn(hf, lambda: hf(pixel_values=pixel_values, pixel_mask=pixel_mask, labels=hf_labels).loss)
-        row["hf"] = median_seconds(hf_step, args.repeats, device)
-    rows.append(row)
-    return rows
+        row["hf"] = median_seconds(hf_step, repeats, device)
+    ours.eval()
+    return row
 
 
 def profile_inference(model, images: torch.Tensor, padding_mask: torch.Tensor) -> None:
@@ -173,16 +226,18 @@ def profile_inference(model, images: torch.Tensor, padding_mask: torch.Tensor) -
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
-def print_table(rows: List[Dict]) -> None:
-    header = f"{'device':6} | {'what':28} | {'ours (s)':>9} | {'HF (s)':>9} | {'HF / ours':>9} | {'max |diff|':>10}"
-    print(header)
-    print("-" * len(header))
+def table_rows(rows: List[Dict]) -> List[List[str]]:
+    """Cells of the results table (see TABLE_HEADER) for rows as benchmark_device returns them."""
+    cells = []
     for row in rows:
         hf: Optional[float] = row.get("hf")
-        ratio = f"{hf / row['ours']:9.2f}" if hf else f"{'-':>9}"
-        diff = f"{row['max_diff']:10.2e}" if "max_diff" in row else f"{'-':>10}"
-        hf_text = f"{hf:9.3f}" if hf else f"{'-':>9}"
-        print(f"{row['device']:6} | {row['what']:28} | {row['ours']:9.3f} | {hf_text} | {ratio} | {diff}")
+        cells.append([
+            row["device"], row["what"], row["precision"], f"{row['ours']:.4f}", f"{row['images'] / row['ours']:.2f}",
+            f"{row['peak_mib']:.0f}" if "peak_mib" in row else "—",
+            f"{hf:.4f}" if hf else "—", f"{hf / row['ours']:.2f}" if hf else "—",
+            f"{row['max_diff']:.2e}" if "max_diff" in row else "—",
+        ])
+    return cells
 
 
 def main(argv=None) -> int:
@@ -198,7 +253,12 @@ def main(argv=None) -> int:
     rows = []
     for device in devices:
         rows += benchmark_device(ours, hf, device, args)
-    print_table(rows)
+    table = {"header": TABLE_HEADER, "rows": table_rows(rows)}
+    print(markdown_table(table["header"], table["rows"]))
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"torch": torch.__version__, "variant": args.variant, "rows": rows, "table": table}, file,
+                      indent=1)
     return 0
 
 

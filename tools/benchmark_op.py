@@ -1,27 +1,32 @@
-"""Benchmark multi-scale deformable attention: native kernels vs the PyTorch reference (and, on CUDA, a baseline).
+"""Benchmark multi-scale deformable attention: the kernels against each other and the PyTorch reference.
 
-Runs the backends in one process on the same inputs and thread count, at the
-encoder shape of an 800x1066 image (levels (100,134) (50,67) (25,34) (13,17),
-M=8, D=32, P=4, Lq=S=17,821) and the decoder shape (Lq=300), forward and
-forward+backward, and prints medians, the native op's speed-up over each other
-backend and peak memory.
+Runs the backends in one process on the same inputs and thread count, at the encoder shape of
+an 800x1066 image (levels (100,134) (50,67) (25,34) (13,17), M=8, D=32, P=4, Lq=S=17,821) and
+the decoder shape (Lq=300), forward and forward+backward, and prints a markdown table of
+medians, peak memory and speed-ups.
 
-    python tools/benchmark_op.py [--device cpu|cuda] [--threads N] [--repeats R]
-                                 [--dtype float32|float64|float16|bfloat16]
+    python tools/benchmark_op.py [--device cpu|cuda] [--backends pytorch baseline native triton]
+                                 [--dtype float32|float64|float16|bfloat16] [--shapes encoder decoder]
+                                 [--levels HxW ...] [--threads N] [--repeats R] [--random-locations]
+                                 [--json PATH]
 
-On CUDA a third backend, "baseline", is timed: kernels with the official
-Deformable DETR op's design (one thread per output channel; tools/msda_baseline/,
-compiled just in time on first use). Before any timing, its output and gradients
-are compared with the native op's on the inputs of every shape, and the run stops
-if they disagree, so a wrong baseline cannot flatter the ratio. The
-reference runs in the requested dtype (grid_sample takes half and bfloat16 on
-CUDA); the native CPU kernel takes float32 and float64 only.
+Backends: "pytorch" (the reference, labelled "reference"), "native" (our C++/CUDA kernels),
+"triton" (our Triton kernels; on the CPU only under TRITON_INTERPRET=1, for dry runs with
+small --levels) and, on CUDA, "baseline": kernels with the official Deformable DETR op's design
+(one thread per output channel; tools/msda_baseline/, compiled just in time on first use). The
+default is every backend that runs on the device (the CPU: reference and native).
 
-Peak memory on the CPU is the growth of the process's peak resident set while
-the case runs, so each case runs in its own child process; on CUDA it is
-torch.cuda.max_memory_allocated above the inputs.
+Before any timing, each kernel backend's output and gradients are compared with the reference
+run in float64 on the same (rounded) inputs; a backend that disagrees by more than
+TOLERANCE[dtype] relative to the largest magnitude is reported and not timed (a wrong kernel
+cannot flatter a ratio), and the script exits with status 1 once the others are timed.
+
+Peak memory on the CPU is the growth of the process's peak resident set while the case runs,
+so each case runs in its own child process; on CUDA it is torch.cuda.max_memory_allocated
+above the inputs. --json writes the rows and the run's settings for tools/gpu_check.py.
 """
 import argparse
+import json
 import multiprocessing as mp
 import resource
 import statistics
@@ -29,52 +34,57 @@ import time
 
 import torch
 
-from ddetr_plugin.ops import multi_scale_deformable_attention, native_available
-from ddetr_plugin.ops.native import native_unsupported_reason
+from ddetr_plugin.ops import multi_scale_deformable_attention
+from ddetr_plugin.ops.ms_deform_attn import KERNEL_BACKENDS
+from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
 from msda_baseline import baseline_ms_deform_attn, load_baseline  # tools/msda_baseline/, beside this script
 
 LEVELS = ((100, 134), (50, 67), (25, 34), (13, 17))
 HEADS, CHANNELS, POINTS = 8, 32, 4
 SHAPES = {"encoder": None, "decoder": 300}  # Lq; None: Lq = S
-LABELS = {"pytorch": "reference", "baseline": "baseline", "native": "native"}  # backend: column name
-# Largest baseline-vs-native difference accepted, relative to the native tensor's largest magnitude:
-# float32 summation order, or one rounding of the result for half and bfloat16.
-BASELINE_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+LABELS = {"pytorch": "reference", "baseline": "baseline", "native": "native", "triton": "triton"}
+BACKENDS = tuple(LABELS)
+# Largest difference from the float64 reference accepted, relative to the reference tensor's largest
+# magnitude: float32 summation order, or one rounding of the result for half and bfloat16.
+TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 2e-2}
+MODES = ("fwd", "fwd+bwd")
+TABLE_HEADER = ["shape", "mode", "backend", "ms", "peak MiB", "vs reference", "vs baseline"]
 
 
-def reference_points(queries: int, positions: int, generator: torch.Generator) -> torch.Tensor:
+def reference_points(queries: int, levels, generator: torch.Generator) -> torch.Tensor:
     """(Lq, 2) normalized (x, y): pixel centres of every level for the encoder (Lq = S), random for the decoder."""
-    if queries != positions:
+    if queries != sum(h * w for h, w in levels):
         return torch.rand(queries, 2, generator=generator)
     points = []
-    for height, width in LEVELS:
+    for height, width in levels:
         ys, xs = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
         points.append(torch.stack([xs.flatten() / width, ys.flatten() / height], -1))
     return torch.cat(points)
 
 
-def make_inputs(queries: int | None, device: str, dtype: torch.dtype, random_locations: bool, seed: int = 0):
+def make_inputs(queries: int | None, device: str, dtype: torch.dtype, random_locations: bool, levels=LEVELS,
+                seed: int = 0):
     """Inputs as the model produces them: each query samples P points per level around its
     reference point, offsets of a few pixels (as the official initialisation spreads them),
     softmax attention weights. --random-locations samples uniformly over [0, 1] instead,
     the memory-access worst case."""
     generator = torch.Generator().manual_seed(seed)
-    spatial_shapes = torch.tensor(LEVELS, dtype=torch.long)
+    spatial_shapes = torch.tensor(levels, dtype=torch.long)
     areas = spatial_shapes.prod(1)
     level_start_index = torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
     positions = int(areas.sum())
     queries = positions if queries is None else queries
     value = torch.randn(1, positions, HEADS, CHANNELS, generator=generator)
-    shape = (1, queries, HEADS, len(LEVELS), POINTS, 2)
+    shape = (1, queries, HEADS, len(levels), POINTS, 2)
     if random_locations:
         locations = torch.rand(shape, generator=generator)
     else:
         offsets = torch.randn(shape, generator=generator) * 2.0  # pixels
-        sizes = spatial_shapes.flip(-1).view(1, 1, 1, len(LEVELS), 1, 2)  # (W, H)
-        reference = reference_points(queries, positions, generator).view(1, queries, 1, 1, 1, 2)
+        sizes = spatial_shapes.flip(-1).view(1, 1, 1, len(levels), 1, 2)  # (W, H)
+        reference = reference_points(queries, levels, generator).view(1, queries, 1, 1, 1, 2)
         locations = reference + offsets / sizes
-    weights = torch.randn(1, queries, HEADS, len(LEVELS) * POINTS, generator=generator).softmax(-1)
-    weights = weights.view(1, queries, HEADS, len(LEVELS), POINTS)
+    weights = torch.randn(1, queries, HEADS, len(levels) * POINTS, generator=generator).softmax(-1)
+    weights = weights.view(1, queries, HEADS, len(levels), POINTS)
     tensors = [t.to(device=device, dtype=dtype) for t in (value, locations, weights)]
     return tensors[0], spatial_shapes.to(device), level_start_index.to(device), tensors[1], tensors[2]
 
@@ -85,18 +95,26 @@ def synchronize(device: str) -> None:
 
 
 def attention(backend: str, *inputs: torch.Tensor) -> torch.Tensor:
-    """The op on one backend ("pytorch", "native" or "baseline"); inputs and output as make_inputs / the op."""
+    """The op on one backend (one of BACKENDS); inputs and output as make_inputs / the op."""
     if backend == "baseline":
         return baseline_ms_deform_attn(*inputs)
     return multi_scale_deformable_attention(*inputs, backend=backend)
 
 
-def run_case(
-    shape: str, backend: str, mode: str, device: str, dtype: torch.dtype, repeats: int, threads: int, random: bool
-):
+def unavailable_reason(backend: str, device: str, dtype: torch.dtype) -> str | None:
+    """Why ``backend`` cannot run on this device and dtype, or None."""
+    if backend == "baseline":
+        return None if device == "cuda" else "the baseline kernels are CUDA only"
+    if backend in KERNEL_BACKENDS:
+        return KERNEL_BACKENDS[backend](device, dtype)
+    return None
+
+
+def run_case(shape: str, backend: str, mode: str, device: str, dtype: torch.dtype, repeats: int, threads: int,
+             random: bool, levels=LEVELS):
     """Median seconds and peak extra memory (MiB) of one (shape, backend, mode)."""
     torch.set_num_threads(threads)
-    value, shapes, starts, locations, weights = make_inputs(SHAPES[shape], device, dtype, random)
+    value, shapes, starts, locations, weights = make_inputs(SHAPES[shape], device, dtype, random, levels)
     if mode == "fwd+bwd":
         for t in (value, locations, weights):
             t.requires_grad_(True)
@@ -114,7 +132,7 @@ def run_case(
     else:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with grad_mode:
-        step()  # warm-up
+        step()  # warm-up (and, for Triton, compilation)
         synchronize(device)
         times = []
         for _ in range(repeats):
@@ -129,36 +147,36 @@ def run_case(
     return statistics.median(times), max(peak, 0) / 2**20
 
 
-def check_baseline(shape: str, dtype: torch.dtype, random: bool) -> None:
-    """Compare the baseline's output and gradients with the native op's on the CUDA benchmark inputs.
+def check_against_reference(backend: str, shape: str, device: str, dtype: torch.dtype, random: bool,
+                            levels=LEVELS) -> str | None:
+    """Compare ``backend``'s output and gradients with the float64 reference on the same inputs.
 
-    Prints the max abs difference of each tensor and raises SystemExit when one exceeds
-    BASELINE_TOLERANCE[dtype] times the native tensor's max magnitude.
+    Prints the max abs difference of each tensor; returns None when all are within
+    TOLERANCE[dtype] times the reference tensor's max magnitude, else what differs.
     """
-    value, shapes, starts, locations, weights = make_inputs(SHAPES[shape], "cuda", dtype, random)
-    inputs = tuple(t.requires_grad_(True) for t in (value, locations, weights))
+    value, shapes, starts, locations, weights = make_inputs(SHAPES[shape], device, dtype, random, levels)
     results = {}
-    for backend in ("native", "baseline"):
-        out = attention(backend, value, shapes, starts, locations, weights)
-        generator = torch.Generator().manual_seed(1)  # the same grad_output for both backends
-        grad_output = torch.randn(out.shape, generator=generator).to(out)
-        results[backend] = (out.detach(), *torch.autograd.grad(out, inputs, grad_output))
-    tolerance = BASELINE_TOLERANCE[dtype]
+    for name, precision in ((backend, dtype), ("pytorch", torch.float64)):
+        inputs = [t.detach().to(precision).requires_grad_() for t in (value, locations, weights)]
+        out = attention(name, inputs[0], shapes, starts, inputs[1], inputs[2])
+        generator = torch.Generator().manual_seed(1)  # the same grad_output, rounded to dtype, for both
+        grad_output = torch.randn(out.shape, generator=generator).to(device=device, dtype=dtype).to(precision)
+        results[name] = (out.detach(), *torch.autograd.grad(out, inputs, grad_output))
+    tolerance = TOLERANCE[dtype]
     report, failures = [], []
-    for name, native, baseline in zip(
-        ("output", "grad_value", "grad_locations", "grad_weights"), results["native"], results["baseline"]
+    for name, actual, expected in zip(
+        ("output", "grad_value", "grad_locations", "grad_weights"), results[backend], results["pytorch"]
     ):
-        diff = (baseline.double() - native.double()).abs().max().item()
-        relative = diff / max(native.double().abs().max().item(), torch.finfo(torch.float64).tiny)
+        diff = (actual.double() - expected).abs().max().item()
+        relative = diff / max(expected.abs().max().item(), torch.finfo(torch.float64).tiny)
         report.append(f"{name} {diff:.2e} ({relative:.1e} rel)")
         if not relative <= tolerance:  # NaN fails too
             failures.append(name)
-    print(f"baseline vs native, {shape}: max abs diff " + ", ".join(report))
+    print(f"{LABELS[backend]} vs float64 reference, {shape}: max abs diff " + ", ".join(report))
     if failures:
-        raise SystemExit(
-            f"baseline disagrees with the native op on {', '.join(failures)} ({shape}, "
-            f"{str(dtype).removeprefix('torch.')}: tolerance {tolerance:g} relative); not timing a wrong baseline"
-        )
+        return (f"{LABELS[backend]} disagrees with the float64 reference on {', '.join(failures)} ({shape}, "
+                f"{str(dtype).removeprefix('torch.')}: tolerance {tolerance:g} relative); not timed")
+    return None
 
 
 def _child(queue, *args):
@@ -177,54 +195,88 @@ def measure(*args, isolate: bool):
     return result
 
 
-def main() -> None:
+def speedup_rows(results: list[dict]) -> list[list[str]]:
+    """TABLE_HEADER rows of ``results``, dicts with shape, mode, backend, ms, peak_mib; a speed-up is
+    the other backend's time over this one's."""
+    times = {(r["shape"], r["mode"], r["backend"]): r["ms"] for r in results}
+    rows = []
+    for r in results:
+        cells = [r["shape"], r["mode"], LABELS[r["backend"]], f"{r['ms']:.3f}", f"{r['peak_mib']:.0f}"]
+        for other in ("pytorch", "baseline"):
+            other_ms = times.get((r["shape"], r["mode"], other))
+            cells.append(f"{other_ms / r['ms']:.2f}×" if other_ms is not None and r["backend"] != other else "—")
+        rows.append(cells)
+    return rows
+
+
+def parse_levels(text: str) -> tuple[int, int]:
+    height, _, width = text.partition("x")
+    try:
+        return int(height), int(width)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--levels takes HxW sizes such as 100x134, got {text!r}") from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS,
+                        help="default: reference, baseline (CUDA), native and triton (CUDA)")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
     parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--levels", nargs="+", type=parse_levels, default=list(LEVELS),
+                        help="feature map sizes HxW (default: the 800x1066 image's four levels)")
     parser.add_argument("--random-locations", action="store_true", help="uniform sampling locations (worst case)")
-    args = parser.parse_args()
+    parser.add_argument("--json", help="also write the results to this file")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     dtype = getattr(torch, args.dtype)
-    if not native_available(args.device):
-        raise SystemExit(f"the native op is not built for {args.device}; nothing to compare")
-    reason = native_unsupported_reason(args.device, dtype)
-    if reason is not None:
-        raise SystemExit(f"no native kernel to benchmark: {reason}")
-    backends = ["pytorch", "baseline", "native"] if args.device == "cuda" else ["pytorch", "native"]
-    others = backends[:-1]  # the native op's speed-up is printed against each
-    if "baseline" in backends:
+    levels = tuple(args.levels)
+    default = ["pytorch", "baseline", "native", "triton"] if args.device == "cuda" else ["pytorch", "native"]
+    requested = args.backends or default
+    unavailable = {b: unavailable_reason(b, args.device, dtype) for b in requested}
+    for backend, reason in unavailable.items():
+        if reason is not None:
+            raise SystemExit(f"benchmark_op: backend {backend!r} cannot run here: {reason}")
+    if "baseline" in requested:
         load_baseline()  # compile before any timing
+    failures = {}
+    for backend in requested:
         for shape in args.shapes:
-            check_baseline(shape, dtype, args.random_locations)
-    print(f"torch {torch.__version__}, device {args.device}, dtype {args.dtype}, threads {args.threads}, "
-          f"median of {args.repeats}, {'uniform random' if args.random_locations else 'model-like'} locations")
-    header = (f"{'shape':8} {'mode':8} " + " ".join(f"{LABELS[b] + ' ms':>13}" for b in backends) + " "
-              + " ".join(f"{'vs ' + LABELS[b]:>13}" for b in others) + " "
-              + " ".join(f"{LABELS[b] + ' MiB':>13}" for b in backends))
-    print(header)
-    print("-" * len(header))
+            if backend != "pytorch" and backend not in failures:
+                failure = check_against_reference(backend, shape, args.device, dtype, args.random_locations, levels)
+                if failure is not None:
+                    failures[backend] = failure
+    timed = [b for b in requested if b not in failures]
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    settings = {"torch": torch.__version__, "device": args.device, "device_name": device_name, "dtype": args.dtype,
+                "threads": args.threads, "repeats": args.repeats, "levels": [list(level) for level in levels],
+                "locations": "uniform random" if args.random_locations else "model-like"}
+    print(f"torch {torch.__version__}, device {device_name}, dtype {args.dtype}, threads {args.threads}, "
+          f"median of {args.repeats}, {settings['locations']} locations")
+    results = []
     for shape in args.shapes:
-        for mode in ("fwd", "fwd+bwd"):
-            results = {}
-            for backend in backends:
-                results[backend] = measure(
-                    shape,
-                    backend,
-                    mode,
-                    args.device,
-                    dtype,
-                    args.repeats,
-                    args.threads,
-                    args.random_locations,
-                    isolate=args.device == "cpu",
-                )
-            native_time = results["native"][0]
-            print(f"{shape:8} {mode:8} " + " ".join(f"{results[b][0] * 1e3:13.2f}" for b in backends) + " "
-                  + " ".join(f"{results[b][0] / native_time:12.2f}x" for b in others) + " "
-                  + " ".join(f"{results[b][1]:13.0f}" for b in backends))
+        for mode in MODES:
+            for backend in timed:
+                seconds, peak = measure(shape, backend, mode, args.device, dtype, args.repeats, args.threads,
+                                        args.random_locations, levels, isolate=args.device == "cpu")
+                results.append({"shape": shape, "mode": mode, "backend": backend, "ms": seconds * 1e3,
+                                "peak_mib": peak})
+    table = {"header": TABLE_HEADER, "rows": speedup_rows(results)}
+    print(markdown_table(table["header"], table["rows"]))
+    for failure in failures.values():
+        print(failure)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump({"settings": settings, "results": results, "failures": failures, "table": table}, file,
+                      indent=1)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -2,17 +2,42 @@
 
 The native kernels are ``torch.library`` operators defined in C++
 (``ddetr::ms_deform_attn_forward`` / ``ddetr::ms_deform_attn_backward``). This
-module registers their autograd formula and fake (shape-only) implementations so
-that autograd, ``torch.compile(fullgraph=True)`` and ``torch.export`` go through
-them, and chooses between the native op and the PyTorch reference.
+module registers their autograd formula and fake (shape-only) implementations
+(``registration.py``) so that autograd, ``torch.compile(fullgraph=True)`` and
+``torch.export`` go through them, and chooses between the native op, the Triton
+kernels (``ops/triton/``, their own operators) and the PyTorch reference.
 """
 import torch
 
+from .auto_backend import auto_candidates
 from .native import _C, native_unsupported_reason
 from .reference import ms_deform_attn_pytorch
+from .registration import register_fakes_and_autograd
+from .triton import triton_unsupported_reason
 from .validation import check_ms_deform_attn_inputs
 
-BACKENDS = ("auto", "native", "pytorch")
+BACKENDS = ("auto", "native", "triton", "pytorch")
+KERNEL_BACKENDS = {"native": native_unsupported_reason, "triton": triton_unsupported_reason}
+
+
+def resolve_backend(backend: str, device_type: str, dtype: torch.dtype) -> str:
+    """The backend ("native", "triton" or "pytorch") that runs inputs of this device type and dtype.
+
+    A kernel backend asked for by name must be able to run (RuntimeError with the reason if not);
+    "auto" takes the first of ``auto_backend.auto_candidates`` that can, else the reference.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"ms_deform_attn: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend in KERNEL_BACKENDS:
+        reason = KERNEL_BACKENDS[backend](device_type, dtype)
+        if reason is not None:
+            raise RuntimeError(f"ms_deform_attn: backend={backend!r} requested but {reason}")
+        return backend
+    if backend == "auto":
+        for candidate in auto_candidates(device_type, dtype):
+            if KERNEL_BACKENDS[candidate](device_type, dtype) is None:
+                return candidate
+    return "pytorch"
 
 
 def multi_scale_deformable_attention(
@@ -34,62 +59,23 @@ def multi_scale_deformable_attention(
             and locations outside [0, 1] read zeros, as grid_sample(align_corners=False).
         attention_weights: (N, Lq, M, L, P).
         im2col_step: accepted for compatibility with the official op; a hint, never a constraint.
-        backend: "auto" (native when built for this device and dtype, else PyTorch),
-            "native" (error if unavailable) or "pytorch" (the reference).
+        backend: "auto" (on CUDA the Triton kernels, else the native ones, see auto_backend.py;
+            on the CPU the native kernel; the reference where none can run), "native" or
+            "triton" (error if unavailable; Triton takes CPU tensors only under
+            TRITON_INTERPRET=1) or "pytorch" (the reference).
 
     Returns:
         (N, Lq, M * D).
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"ms_deform_attn: backend must be one of {BACKENDS}, got {backend!r}")
     check_ms_deform_attn_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    if backend != "pytorch":
-        reason = native_unsupported_reason(value.device.type, value.dtype)
-        if reason is None:
-            return torch.ops.ddetr.ms_deform_attn_forward(
-                value,
-                spatial_shapes.long(),
-                level_start_index.long(),
-                sampling_locations,
-                attention_weights,
-                int(im2col_step),
-            )
-        if backend == "native":
-            raise RuntimeError(f"ms_deform_attn: backend='native' requested but {reason}")
-    return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-
-
-def _register_native_op() -> None:
-    """Autograd and fake implementations of the C++-defined operators."""
-
-    @torch.library.register_fake("ddetr::ms_deform_attn_forward")
-    def _forward_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step):
-        batch, _, heads, channels = value.shape
-        return value.new_empty((batch, sampling_locations.shape[1], heads * channels))
-
-    @torch.library.register_fake("ddetr::ms_deform_attn_backward")
-    def _backward_fake(
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, grad_output, im2col_step
-    ):
-        return (
-            value.new_empty(value.shape),
-            sampling_locations.new_empty(sampling_locations.shape),
-            attention_weights.new_empty(attention_weights.shape),
-        )
-
-    def setup_context(ctx, inputs, output):
-        value, spatial_shapes, level_start_index, sampling_locations, attention_weights, im2col_step = inputs
-        ctx.save_for_backward(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-        ctx.im2col_step = im2col_step
-
-    def backward(ctx, grad_output):
-        grad_value, grad_locations, grad_weights = torch.ops.ddetr.ms_deform_attn_backward(
-            *ctx.saved_tensors, grad_output.contiguous(), ctx.im2col_step
-        )
-        return grad_value, None, None, grad_locations, grad_weights, None
-
-    torch.library.register_autograd("ddetr::ms_deform_attn_forward", backward, setup_context=setup_context)
+    chosen = resolve_backend(backend, value.device.type, value.dtype)
+    if chosen == "pytorch":
+        return ms_deform_attn_pytorch(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
+    inputs = (value, spatial_shapes.long(), level_start_index.long(), sampling_locations, attention_weights)
+    if chosen == "triton":
+        return torch.ops.ddetr.ms_deform_attn_triton_forward(*inputs)
+    return torch.ops.ddetr.ms_deform_attn_forward(*inputs, int(im2col_step))
 
 
 if _C is not None:
-    _register_native_op()
+    register_fakes_and_autograd("ddetr::ms_deform_attn_forward", "ddetr::ms_deform_attn_backward")

@@ -4,25 +4,12 @@ import torch
 
 from ddetr_plugin.ops import ms_deform_attn_pytorch, multi_scale_deformable_attention
 
-from .inputs import DEVICES, make_inputs
-
-
-def run(args, backend, grad_output=None):
-    """Output and (value, locations, weights) gradients for one backend."""
-    value, shapes, starts, locations, weights = args
-    output = multi_scale_deformable_attention(value, shapes, starts, locations, weights, backend=backend)
-    if grad_output is None:
-        grad_output = torch.randn(output.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    grads = torch.autograd.grad(output, (value, locations, weights), grad_output.to(output))
-    return output, grads
+from .compare import assert_matches_reference, run
+from .inputs import DEVICES, make_inputs, make_pixel_edge_inputs, non_contiguous_copy
 
 
 def assert_native_matches_reference(args, atol, rtol=0.0):
-    native_out, native_grads = run(args, "native")
-    ref_out, ref_grads = run(args, "pytorch")
-    torch.testing.assert_close(native_out, ref_out, atol=atol, rtol=rtol)
-    for name, native, ref in zip(("value", "sampling_locations", "attention_weights"), native_grads, ref_grads):
-        torch.testing.assert_close(native, ref, atol=atol, rtol=rtol, msg=lambda m: f"grad of {name}: {m}")
+    assert_matches_reference(args, "native", atol, rtol)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -55,14 +42,7 @@ def test_gradcheck_float64(device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_exact_pixel_edges(device):
-    """Locations landing exactly on pixel centres and on the -1 / W borders (powers of two keep it exact)."""
-    levels = ((4, 8), (2, 4))
-    value, shapes, starts, locations, weights = make_inputs(levels=levels, queries=6, points=4, device=device)
-    edges = torch.tensor([-1.5, -1.0, 0.0, 3.0, 7.0, 8.0], dtype=torch.float64)  # pixel coordinates
-    pixel = edges[torch.randint(len(edges), locations.shape, generator=torch.Generator().manual_seed(3))]
-    sizes = torch.tensor(levels, dtype=torch.float64).flip(-1).view(1, 1, 1, 2, 1, 2)  # (W, H)
-    locations = ((pixel + 0.5) / sizes).to(device).requires_grad_()
-    assert_native_matches_reference((value, shapes, starts, locations, weights), atol=1e-10)
+    assert_native_matches_reference(make_pixel_edge_inputs(device), atol=1e-10)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -82,13 +62,8 @@ def test_batch_not_divisible_by_im2col_step(device, im2col_step):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_non_contiguous_inputs(device):
-    value, shapes, starts, locations, weights = make_inputs(device=device, requires_grad=False)
-    # Same values, other strides: a transposed copy viewed back, and a strided slice.
-    value_t = value.transpose(1, 2).contiguous().transpose(1, 2).requires_grad_()
-    locations_s = torch.cat([locations, locations], -1)[..., ::2].requires_grad_()
-    weights_t = weights.transpose(0, 1).contiguous().transpose(0, 1).requires_grad_()
-    assert not value_t.is_contiguous() and not locations_s.is_contiguous() and not weights_t.is_contiguous()
-    assert_native_matches_reference((value_t, shapes, starts, locations_s, weights_t), atol=1e-10)
+    args = non_contiguous_copy(make_inputs(device=device))
+    assert_native_matches_reference(args, atol=1e-10)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -14,7 +14,7 @@ def call(value, shapes, starts, locations, weights, **kwargs):
     return multi_scale_deformable_attention(value, shapes, starts, locations, weights, **kwargs)
 
 
-@pytest.mark.parametrize("backend", ["native", "pytorch"])
+@pytest.mark.parametrize("backend", ["native", "triton", "pytorch"])
 @pytest.mark.parametrize(
     "mutate, error, message",
     [
@@ -45,7 +45,7 @@ def test_device_mismatch_is_named():
 
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
-        call(*make_inputs(), backend="triton")
+        call(*make_inputs(), backend="cudnn")
 
 
 def test_native_backend_refuses_what_it_cannot_run():

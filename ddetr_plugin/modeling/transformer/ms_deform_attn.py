@@ -29,7 +29,7 @@ class MSDeformAttn(nn.Module):
         n_heads: attention heads M; ``d_model`` must divide by it.
         n_points: sampling points P per head and level.
         im2col_step: forwarded to the op (a performance hint).
-        backend: op backend, "auto", "native" or "pytorch".
+        backend: op backend, "auto", "native", "triton" or "pytorch".
     """
 
     def __init__(
