@@ -1,0 +1,36 @@
+"""MMDetection 3.x integration (DESIGN.md §9).
+
+Importing it (in a config: ``custom_imports=dict(imports=['ddetr_plugin.integrations.mmdet'],
+allow_failed_imports=False)``) registers in mmdet's registries:
+
+- ``PluginDeformableDETR`` (``MODELS``): our Deformable DETR as an mmdet detector, built from
+  the config dict of mmdet's own ``DeformableDETR`` or from one of our YAML files;
+- ``ShapesDataset`` (``DATASETS``) and ``ShapesCocoMetric`` (``METRICS``): our synthetic shapes data;
+
+and allow-lists for ``torch.load(weights_only=True)`` the types in the checkpoints mmengine's
+Runner writes (``safe_globals``), so ``load_from``, ``resume`` and our converter read them.
+"""
+import importlib.util
+
+_REQUIRED = {
+    "mmengine": "pip install 'ddetr_plugin[mmdet]'",
+    "mmdet": "pip install 'ddetr_plugin[mmdet]'",
+    "mmcv": "mmcv >=2.0.0rc4,<2.2.0 with its compiled ops, built from source (README: 'Use it from MMDetection')",
+}
+_missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
+if "mmcv" not in _missing and importlib.util.find_spec("mmcv._ext") is None:
+    _missing.append("mmcv")  # mmcv-lite: mmdet's models need the compiled ops
+if _missing:
+    raise ImportError(
+        "ddetr_plugin.integrations.mmdet needs MMDetection 3.x; not installed: "
+        + "; ".join(f"{name} ({_REQUIRED[name]})" for name in _missing)
+    )
+
+from .safe_globals import allow_mmengine_checkpoint_types  # noqa: E402
+
+allow_mmengine_checkpoint_types()
+
+from .datasets import ShapesCocoMetric, ShapesDataset  # noqa: E402
+from .detector import PluginDeformableDETR  # noqa: E402
+
+__all__ = ["PluginDeformableDETR", "ShapesCocoMetric", "ShapesDataset"]
