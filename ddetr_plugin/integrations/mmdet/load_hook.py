@@ -50,8 +50,8 @@ def convert_on_load(module: nn.Module, state_dict: Dict[str, Any], prefix: str, 
     layout = state_dict_layout(local)
     ours = _fit_to(module.detector, to_ours(local), layout)
     expected = set(module.detector.state_dict())
-    missing = sorted(key for key in expected - set(ours) if not key.endswith(".num_batches_tracked"))
-    unexpected = sorted(set(ours) - expected)
+    missing = sorted(PLUGIN_PREFIX + key for key in expected - set(ours) if not key.endswith(".num_batches_tracked"))
+    unexpected = sorted(PLUGIN_PREFIX + key for key in set(ours) - expected)
     if missing or unexpected:
         raise CheckpointMismatchError(
             f"PluginDeformableDETR: the checkpoint ({layout} layout) is not this model: "
