@@ -6,6 +6,7 @@ allow_failed_imports=False)``) registers in mmdet's registries:
 - ``PluginDeformableDETR`` (``MODELS``): our Deformable DETR as an mmdet detector, built from
   the config dict of mmdet's own ``DeformableDETR`` or from one of our YAML files;
 - ``ShapesDataset`` (``DATASETS``) and ``ShapesCocoMetric`` (``METRICS``): our synthetic shapes data;
+- ``CPUDistributedDataParallel`` (``MODEL_WRAPPERS``): several processes without GPUs (``distributed``);
 
 and allow-lists for ``torch.load(weights_only=True)`` the types in the checkpoints mmengine's
 Runner writes (``safe_globals``), so ``load_from``, ``resume`` and our converter read them.
@@ -32,5 +33,6 @@ allow_mmengine_checkpoint_types()
 
 from .datasets import ShapesCocoMetric, ShapesDataset  # noqa: E402
 from .detector import PluginDeformableDETR  # noqa: E402
+from .distributed import CPUDistributedDataParallel  # noqa: E402
 
-__all__ = ["PluginDeformableDETR", "ShapesCocoMetric", "ShapesDataset"]
+__all__ = ["CPUDistributedDataParallel", "PluginDeformableDETR", "ShapesCocoMetric", "ShapesDataset"]
