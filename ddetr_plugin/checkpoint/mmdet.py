@@ -27,11 +27,11 @@ from typing import Any, Dict, Mapping, Tuple
 import torch
 
 from ..config import load_config
+from ..config.config_text import parse_config_text
 from ..config.mmdet_model import (
     MMDetConfigError,
     data_preprocessor_values,
     mmdet_model_settings,
-    parse_config_text,
     resnet_backbone_values,
 )
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS

@@ -8,16 +8,15 @@ mmdet's own registry (the backbone). A field we cannot honour is refused with a
 ``MMDetConfigError`` naming it: an unknown key, a loss or cost we do not have, settings
 that our single key cannot hold (e.g. different dropouts in different places).
 
-Nothing here imports mmdet: the checkpoint converter reads the model config that mmengine
-stores in a checkpoint's ``meta["cfg"]`` (``parse_config_text``) without it.
+Nothing here imports mmdet: the checkpoint converter maps the model config that mmengine
+stores in a checkpoint's ``meta["cfg"]`` (read by ``config_text.parse_config_text``) without it.
 
 One difference is accepted, not refused: with dropout p, our decoder also drops after its
 self-attention (as the official implementation); mmdet's leaves that one out. It changes
 training noise only, never a prediction.
 """
-import ast
 import math
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
 _MSDA_DEFAULTS = dict(embed_dims=256, num_heads=8, num_levels=4, num_points=4, im2col_step=64, dropout=0.1,
                       batch_first=False, norm_cfg=None, init_cfg=None, value_proj_ratio=1.0)
@@ -363,7 +362,8 @@ def resnet_backbone_values(backbone: Mapping[str, Any], where: str = "model.back
     norm = dict(f("norm_cfg"))
     frozen = not norm.get("requires_grad", True) and f("norm_eval")
     trainable_bn = norm.get("requires_grad", True) and not f("norm_eval")
-    if norm.get("type") not in ("BN", "SyncBN") or set(norm) - {"type", "requires_grad"} or not (frozen or trainable_bn):
+    known_norm = norm.get("type") in ("BN", "SyncBN") and not set(norm) - {"type", "requires_grad"}
+    if not known_norm or not (frozen or trainable_bn):
         raise MMDetConfigError(f"{where}.norm_cfg {norm} with norm_eval {f('norm_eval')}: only frozen batch norm "
                                f"(requires_grad False, norm_eval True) or trained batch norm (requires_grad True, "
                                f"norm_eval False) is supported")
@@ -387,34 +387,3 @@ def data_preprocessor_values(preprocessor: Optional[Mapping], where: str = "mode
         raise MMDetConfigError(f"{where}.bgr_to_rgb is not True: the model reads BGR images, ours read RGB")
     return {"MODEL.PIXEL_MEAN": [float(v) for v in preprocessor.get("mean", (0.0, 0.0, 0.0))],
             "MODEL.PIXEL_STD": [float(v) for v in preprocessor.get("std", (1.0, 1.0, 1.0))]}
-
-
-def parse_config_text(text: str) -> Dict[str, Any]:
-    """The top-level assignments of mmengine's ``Config.pretty_text`` (the ``meta["cfg"]`` of its
-    checkpoints) whose values are literals: constants, lists, tuples, dicts and ``dict(...)`` calls.
-    Nothing is executed; other assignments are left out."""
-    values = {}
-    for statement in ast.parse(text).body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
-                and isinstance(statement.targets[0], ast.Name):
-            try:
-                values[statement.targets[0].id] = _literal(statement.value)
-            except ValueError:
-                continue
-    return values
-
-
-def _literal(node: ast.AST) -> Any:
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" and not node.args:
-        return {keyword.arg: _literal(keyword.value) for keyword in node.keywords if keyword.arg is not None}
-    if isinstance(node, ast.Dict):
-        return {_literal(key): _literal(value) for key, value in zip(node.keys, node.values)}
-    if isinstance(node, (ast.List, ast.Tuple)):
-        items = [_literal(item) for item in node.elts]
-        return items if isinstance(node, ast.List) else tuple(items)
-    return ast.literal_eval(node)  # constants and signed numbers; raises ValueError on anything else
-
-
-def same_values(first: Sequence[Any], second: Sequence[Any]) -> bool:
-    """Element-wise equality of two number sequences, with float tolerance."""
-    return len(first) == len(second) and all(math.isclose(a, b) for a, b in zip(first, second))

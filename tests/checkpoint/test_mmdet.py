@@ -33,7 +33,8 @@ def test_round_trip_through_mmdet_layout(variant):
     assert torch.equal(mmdet["neck.extra_convs.0.conv.weight"], state["input_proj.3.0.weight"])
     assert torch.equal(mmdet["neck.convs.2.gn.bias"], state["input_proj.2.1.bias"])
     assert torch.equal(mmdet["decoder.layers.1.norms.0.weight"], state["transformer.decoder.layers.1.norm2.weight"])
-    assert torch.equal(mmdet["encoder.layers.0.ffn.layers.1.weight"], state["transformer.encoder.layers.0.linear2.weight"])
+    assert torch.equal(mmdet["encoder.layers.0.ffn.layers.1.weight"],
+                       state["transformer.encoder.layers.0.linear2.weight"])
     assert torch.equal(mmdet["bbox_head.reg_branches.1.4.bias"], state["bbox_embed.1.layers.2.bias"])
     assert ("memory_trans_fc.weight" in mmdet) == (variant == "two_stage") != ("query_embedding.weight" in mmdet)
     assert_same_tensors(to_ours(mmdet), state)

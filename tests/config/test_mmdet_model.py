@@ -5,12 +5,8 @@ import math
 import pytest
 
 from ddetr_plugin.config import get_cfg
-from ddetr_plugin.config.mmdet_model import (
-    MMDetConfigError,
-    mmdet_model_settings,
-    parse_config_text,
-    resnet_backbone_values,
-)
+from ddetr_plugin.config.config_text import parse_config_text
+from ddetr_plugin.config.mmdet_model import MMDetConfigError, mmdet_model_settings, resnet_backbone_values
 from ddetr_plugin.checkpoint.variant import config_value
 
 # the fields of mmdet 3.3's deformable-detr_r50_16xb2-50e_coco.py model, written out

@@ -10,7 +10,8 @@ SPEC = dict(num_images=4, seed=11, image_size=64, max_objects=2, min_object_size
 
 def tiny_runner_config(tmp_path, max_iters: int, checkpoint_interval: int, val: bool = True,
                        log_level: str = "WARNING") -> Config:
-    yaml = dump_config(tiny_cfg("two_stage", "MODEL.TRANSFORMER.DROPOUT", 0.0, "MODEL.NUM_CLASSES", 4), tmp_path / "tiny.yaml")
+    model = tiny_cfg("two_stage", "MODEL.TRANSFORMER.DROPOUT", 0.0, "MODEL.NUM_CLASSES", 4)
+    yaml = dump_config(model, tmp_path / "tiny.yaml")
     pipeline = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bbox=True),
                 dict(type="Resize", scale=(64, 64), keep_ratio=True), dict(type="PackDetInputs")]
     data = dict(type="ShapesDataset", root=str(tmp_path / "shapes"), spec=SPEC, pipeline=pipeline)

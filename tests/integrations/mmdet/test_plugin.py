@@ -83,7 +83,15 @@ def test_loads_our_checkpoint_file_and_predicts_as_ours(tmp_path):
     with torch.no_grad():
         expected = ours.forward_raw(inputs, padding_mask(inputs, samples))
         logits, boxes = plugin(inputs, samples, mode="tensor")
+        predicted = plugin(inputs, copy.deepcopy(samples), mode="predict")
+        sizes = torch.tensor([sample.img_shape for sample in samples], dtype=torch.float32)
+        detections = ours.postprocessor(expected, sizes)
     assert torch.equal(logits[-1], expected["pred_logits"]) and torch.equal(boxes[-1], expected["pred_boxes"])
+    # our evaluation's detections: boxes not clipped to the image (as the official), scaled to ori_shape
+    assert not plugin.clip_boxes
+    for sample, detection in zip(predicted, detections):
+        assert torch.equal(sample.pred_instances.scores, detection["scores"])
+        assert torch.allclose(sample.pred_instances.bboxes, detection["boxes"] / 0.5)
 
 
 def test_category_id_checkpoint_gets_coco_classes(tmp_path):
@@ -135,7 +143,8 @@ def test_refuses_what_it_cannot_honour(path, value, message):
 
 def test_ddetr_config_excludes_mmdet_fields(tmp_path):
     _, _, yaml = our_checkpoint(tmp_path)
-    with pytest.raises(MMDetConfigError, match=r"either ddetr_config or mmdet's model fields, not both \(num_queries\)"):
+    with pytest.raises(MMDetConfigError, match=r"either ddetr_config or mmdet's model fields, not both "
+                                               r"\(num_queries\)"):
         MODELS.build(dict(type="PluginDeformableDETR", ddetr_config=yaml, num_queries=10))
     with pytest.raises(MMDetConfigError, match="mean"):
         MODELS.build(dict(type="PluginDeformableDETR", ddetr_config=yaml,

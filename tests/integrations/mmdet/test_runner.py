@@ -1,5 +1,6 @@
 """mmengine's Runner trains, checkpoints, resumes and validates PluginDeformableDETR; torchrun with two processes."""
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -43,8 +44,15 @@ def test_torchrun_two_processes(tmp_path):
                OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                str(ROOT / "tools" / "train_mmdet.py"), str(config), "--launcher", "pytorch"]
-    result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=400)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # a session of its own, so that a hang kills both workers, not only torchrun
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    assert process.returncode == 0, output[-6000:]
     logs = "".join(path.read_text() for path in (tmp_path / "work_dir").rglob("*.log"))
     assert "Distributed training: True" in logs and "GPU number: 2" in logs
     assert (tmp_path / "work_dir" / "iter_2.pth").is_file()
