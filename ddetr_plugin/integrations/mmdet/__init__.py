@@ -18,8 +18,17 @@ _REQUIRED = {
     "mmdet": "pip install 'ddetr_plugin[mmdet]'",
     "mmcv": "mmcv >=2.0.0rc4,<2.2.0 with its compiled ops, built from source (README: 'Use it from MMDetection')",
 }
-_missing = [name for name in _REQUIRED if importlib.util.find_spec(name) is None]
-if "mmcv" not in _missing and importlib.util.find_spec("mmcv._ext") is None:
+
+
+def _installed(name: str) -> bool:
+    try:  # a submodule's spec imports its package, which may itself miss a dependency
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+_missing = [name for name in _REQUIRED if not _installed(name)]
+if not _missing and not _installed("mmcv._ext"):
     _missing.append("mmcv")  # mmcv-lite: mmdet's models need the compiled ops
 if _missing:
     raise ImportError(

@@ -1,8 +1,11 @@
-"""Nothing outside ddetr_plugin/integrations/ imports mmdet, mmengine or mmcv (DESIGN.md §9)."""
+"""Nothing outside ddetr_plugin/integrations/ imports mmdet, mmengine or mmcv, and the integration without them
+raises one error naming what to install (DESIGN.md §9)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -23,3 +26,14 @@ def test_package_and_converter_import_no_mmdet():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ddetr_plugin.checkpoint.mmdet" in modules and "ddetr_plugin.config.mmdet_model" in modules
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("missing", ["mmdet", "mmengine"])
+def test_import_without_mmdet_names_what_to_install(missing):
+    code = f"import sys; sys.modules[{missing!r}] = None; import ddetr_plugin.integrations.mmdet"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: ddetr_plugin.integrations.mmdet needs MMDetection 3.x")
+    assert f"{missing} (pip install 'ddetr_plugin[mmdet]')" in last
