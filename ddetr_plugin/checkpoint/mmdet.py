@@ -152,23 +152,25 @@ def fit_input_proj_biases(state_dict: StateDict, with_bias: bool) -> StateDict:
     return fitted
 
 
-def category_ids_to_coco_classes(state_dict: StateDict, two_stage: bool) -> StateDict:
+def category_ids_to_coco_classes(state_dict: StateDict, two_stage: bool, shared_heads: bool) -> StateDict:
     """Class heads of our 91-output COCO ``category_id`` model cut to COCO's 80 classes in id order.
 
     A two-stage model scores its proposals with logit 0 of its last class head (the encoder's,
     trained with every object as class 0), so that head keeps row 0 first.
 
+    Args:
+        shared_heads: one class head for all layers (no box refinement).
+
     Raises:
-        ValueError: two-stage with one class head shared by decoder and encoder (no box refinement):
-            the two would need different rows.
+        ValueError: two-stage with shared heads: decoder and encoder would need different rows.
     """
     if not two_stage:
         return select_class_rows(state_dict, COCO_CATEGORY_IDS)
-    heads = sorted({int(key.split(".")[1]) for key in state_dict if is_class_head_key(key)})
-    encoder_head = f"class_embed.{heads[-1]}."
-    if torch.equal(state_dict[f"{encoder_head}weight"], state_dict["class_embed.0.weight"]) and len(heads) > 1:
+    if shared_heads:
         raise ValueError("a two-stage model whose class heads are shared (no box refinement) cannot keep both the "
                          "decoder's COCO rows and the encoder's proposal logit 0 in 80 classes")
+    heads = sorted({int(key.split(".")[1]) for key in state_dict if is_class_head_key(key)})
+    encoder_head = f"class_embed.{heads[-1]}."
     decoder = select_class_rows({k: v for k, v in state_dict.items() if not k.startswith(encoder_head)},
                                 COCO_CATEGORY_IDS)
     encoder = select_class_rows({k: v for k, v in state_dict.items() if k.startswith(encoder_head)},
@@ -300,7 +302,7 @@ def ours_to_mmdet(state_dict: StateDict, cfg) -> Dict[str, Any]:
         if cfg.MODEL.NUM_CLASSES != 91:
             raise ValueError(f"MODEL.LABEL_SPACE category_id with {cfg.MODEL.NUM_CLASSES} classes: only COCO's 91 "
                              f"category ids convert to mmdet's contiguous labels")
-        state_dict = category_ids_to_coco_classes(state_dict, variant.two_stage)
+        state_dict = category_ids_to_coco_classes(state_dict, variant.two_stage, not variant.with_box_refine)
         notes.append("class heads cut from COCO's 91 category ids to mmdet's 80 classes")
     with_bias = not input_proj_biases_zero(state_dict)
     if with_bias:

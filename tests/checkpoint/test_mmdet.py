@@ -80,7 +80,7 @@ def test_category_id_heads_cut_to_coco_classes():
     assert encoder.shape == (80,) and encoder[0] == state["class_embed.2.bias"][0]
     shared = tiny_cfg("two_stage_shared_heads", "MODEL.NUM_CLASSES", 91)
     with pytest.raises(ValueError, match="shared"):
-        category_ids_to_coco_classes(perturbed_model(shared).state_dict(), two_stage=True)
+        category_ids_to_coco_classes(perturbed_model(shared).state_dict(), two_stage=True, shared_heads=True)
 
 
 def test_unknown_layout_is_refused():

@@ -75,7 +75,7 @@ def _fit_to(detector: nn.Module, ours: Dict[str, Any], layout: str) -> Dict[str,
             and model_classes == COCO_CLASSES:
         logger.info("class heads of the %d-class checkpoint (COCO category ids) cut to mmdet's %d COCO classes",
                     COCO_CATEGORY_ID_CLASSES, COCO_CLASSES)
-        ours = category_ids_to_coco_classes(ours, detector.two_stage)
+        ours = category_ids_to_coco_classes(ours, detector.two_stage, not detector.with_box_refine)
     return ours
 
 
