@@ -46,6 +46,8 @@ logger = logging.getLogger(__name__)
 # PluginDeformableDETR holds our DeformableDETR as its attribute "detector"
 PLUGIN_PREFIX = "detector."
 OURS, MMDET, PLUGIN = "ours", "mmdet", "PluginDeformableDETR"
+# mmdet's get_proposal_pos_embed defaults to 128 features per box coordinate: 4 x 128 = 2 x 256
+MMDET_TWO_STAGE_D_MODEL = 256
 _ENC, _MM_ENC = "transformer.encoder.layers.{i}", "encoder.layers.{i}"
 _DEC, _MM_DEC = "transformer.decoder.layers.{i}", "decoder.layers.{i}"
 _FIXED_RULES = [
@@ -297,6 +299,10 @@ def ours_to_mmdet(state_dict: StateDict, cfg) -> Dict[str, Any]:
         raise ValueError(f"MODEL.POSITION_ENCODING.NAME is {variant.position_encoding!r}; mmdet's DeformableDETR "
                          f"has the sine encoding only")
     require_default(cfg, ("MODEL.BACKBONE.DILATION",), "MMDetection")
+    if variant.two_stage and variant.d_model != MMDET_TWO_STAGE_D_MODEL:
+        raise ValueError(f"MODEL.TRANSFORMER.D_MODEL is {variant.d_model}: mmdet's two-stage DeformableDETR embeds its "
+                         f"proposals with 128 features per coordinate whatever its width, so it runs only with "
+                         f"d_model {MMDET_TWO_STAGE_D_MODEL} (PluginDeformableDETR runs this model in mmdet)")
     notes = []
     if cfg.MODEL.LABEL_SPACE == CATEGORY_ID:
         if cfg.MODEL.NUM_CLASSES != 91:

@@ -13,6 +13,7 @@ from ddetr_plugin.checkpoint.mmdet import (
     fit_input_proj_biases,
     mmdet_to_ours,
     ours_to_mmdet,
+    ours_to_mmdet_state_dict,
     state_dict_layout,
     to_ours,
 )
@@ -25,7 +26,7 @@ from .helpers import assert_same_tensors, perturbed_model, tiny_cfg
 def test_round_trip_through_mmdet_layout(variant):
     cfg = tiny_cfg(variant)
     state = perturbed_model(cfg).state_dict()
-    mmdet = ours_to_mmdet(state, cfg)["state_dict"]
+    mmdet = ours_to_mmdet_state_dict(state)  # the renaming alone (mmdet's two-stage needs d_model 256)
     assert state_dict_layout(mmdet) == MMDET
     # facts of mmdet's layout: ResNet at backbone.*, ChannelMapper convs and its extra level, mmcv's FFN,
     # the decoder's norms in the order self-attention, cross-attention, FFN
@@ -71,16 +72,25 @@ def test_plugin_layout_and_settings_without_a_config():
 
 
 def test_category_id_heads_cut_to_coco_classes():
-    cfg = tiny_cfg("two_stage", "MODEL.NUM_CLASSES", 91, "MODEL.LABEL_SPACE", "category_id")
-    state = perturbed_model(cfg).state_dict()
-    mmdet = ours_to_mmdet(state, cfg)["state_dict"]
+    plain = tiny_cfg("plain", "MODEL.NUM_CLASSES", 91, "MODEL.LABEL_SPACE", "category_id")
+    state = perturbed_model(plain).state_dict()
+    mmdet = ours_to_mmdet(state, plain)["state_dict"]
     rows = torch.tensor(COCO_CATEGORY_IDS)
-    assert torch.equal(mmdet["bbox_head.cls_branches.0.weight"], state["class_embed.0.weight"][rows])
-    encoder = mmdet["bbox_head.cls_branches.2.bias"]  # 2 decoder layers: head 2 scores the proposals
+    assert torch.equal(mmdet["bbox_head.cls_branches.1.weight"], state["class_embed.1.weight"][rows])
+    state = perturbed_model(tiny_cfg("two_stage", "MODEL.NUM_CLASSES", 91)).state_dict()
+    cut = category_ids_to_coco_classes(state, two_stage=True, shared_heads=False)
+    assert torch.equal(cut["class_embed.0.weight"], state["class_embed.0.weight"][rows])
+    encoder = cut["class_embed.2.bias"]  # 2 decoder layers: head 2 scores the proposals
     assert encoder.shape == (80,) and encoder[0] == state["class_embed.2.bias"][0]
     shared = tiny_cfg("two_stage_shared_heads", "MODEL.NUM_CLASSES", 91)
     with pytest.raises(ValueError, match="shared"):
         category_ids_to_coco_classes(perturbed_model(shared).state_dict(), two_stage=True, shared_heads=True)
+
+
+def test_two_stage_needs_mmdets_width():
+    cfg = tiny_cfg("two_stage")  # d_model 32
+    with pytest.raises(ValueError, match="runs only with d_model 256"):
+        ours_to_mmdet(perturbed_model(cfg).state_dict(), cfg)
 
 
 def test_unknown_layout_is_refused():
