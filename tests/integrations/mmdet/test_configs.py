@@ -2,8 +2,13 @@
 from pathlib import Path
 
 import pytest
-from mmdet.registry import MODELS
-from mmengine.config import Config
+
+from . import MMDET_MISSING
+
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmdet.registry import MODELS  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 pytest.importorskip("pkg_resources", reason="mmengine 0.10 resolves 'mmdet::' config paths with pkg_resources: "
                                             "pip install 'setuptools<81' (in requirements-mmdet.txt)")

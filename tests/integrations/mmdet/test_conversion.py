@@ -3,15 +3,20 @@ import copy
 
 import pytest
 import torch
-from mmengine.runner import load_checkpoint, save_checkpoint
 
-from ddetr_plugin.checkpoint import Checkpointer
-from ddetr_plugin.config import load_config
-from ddetr_plugin.integrations.mmdet.detector import padding_mask
-from ddetr_plugin.modeling import build_model
-from tests.checkpoint.helpers import load_tool
+from . import MMDET_MISSING
 
-from .helpers import VARIANTS, mmdet_model, packaged_config, padded_batch
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmengine.runner import load_checkpoint, save_checkpoint  # noqa: E402
+
+from ddetr_plugin.checkpoint import Checkpointer  # noqa: E402
+from ddetr_plugin.config import load_config  # noqa: E402
+from ddetr_plugin.integrations.mmdet.detector import padding_mask  # noqa: E402
+from ddetr_plugin.modeling import build_model  # noqa: E402
+from tests.checkpoint.helpers import load_tool  # noqa: E402
+
+from .helpers import VARIANTS, mmdet_model, packaged_config, padded_batch  # noqa: E402
 
 TOLERANCE = 2e-4
 

@@ -1,14 +1,20 @@
 """Our test pipeline and mmdet's (quickstart_shapes.py's) feed the model the same pixels: same detections."""
+import pytest
 import torch
-from mmdet.registry import DATASETS, MODELS
-from mmdet.utils import register_all_modules
-from mmengine.dataset import pseudo_collate
-from mmengine.runner import load_checkpoint
 
-from ddetr_plugin.data import ShapesSpec, build_test_loader, register_shapes, remove_dataset
-from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg
+from . import MMDET_MISSING
 
-from .runner_config import SPEC
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmdet.registry import DATASETS, MODELS  # noqa: E402
+from mmdet.utils import register_all_modules  # noqa: E402
+from mmengine.dataset import pseudo_collate  # noqa: E402
+from mmengine.runner import load_checkpoint  # noqa: E402
+
+from ddetr_plugin.data import ShapesSpec, build_test_loader, register_shapes, remove_dataset  # noqa: E402
+from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg  # noqa: E402
+
+from .runner_config import SPEC  # noqa: E402
 
 
 def test_same_detections_as_our_evaluation(tmp_path):

@@ -3,17 +3,22 @@ import copy
 
 import pytest
 import torch
-from mmdet.registry import MODELS
-from mmengine.runner import load_checkpoint, save_checkpoint
 
-from ddetr_plugin.checkpoint.class_rows import COCO_CATEGORY_IDS
-from ddetr_plugin.checkpoint.renaming import UnknownKeysError
-from ddetr_plugin.config.mmdet_model import MMDetConfigError
-from ddetr_plugin.integrations.mmdet.detector import padding_mask
-from ddetr_plugin.integrations.mmdet.load_hook import CheckpointMismatchError
-from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg
+from . import MMDET_MISSING
 
-from .helpers import mmdet_model, packaged_config, padded_batch, plugin_model
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmdet.registry import MODELS  # noqa: E402
+from mmengine.runner import load_checkpoint, save_checkpoint  # noqa: E402
+
+from ddetr_plugin.checkpoint.class_rows import COCO_CATEGORY_IDS  # noqa: E402
+from ddetr_plugin.checkpoint.renaming import UnknownKeysError  # noqa: E402
+from ddetr_plugin.config.mmdet_model import MMDetConfigError  # noqa: E402
+from ddetr_plugin.integrations.mmdet.detector import padding_mask  # noqa: E402
+from ddetr_plugin.integrations.mmdet.load_hook import CheckpointMismatchError  # noqa: E402
+from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg  # noqa: E402
+
+from .helpers import mmdet_model, packaged_config, padded_batch, plugin_model  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ["plain", "two_stage"])

@@ -5,9 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mmengine.runner import Runner
+import pytest
 
-from .runner_config import tiny_runner_config
+from . import MMDET_MISSING
+
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmengine.runner import Runner  # noqa: E402
+
+from .runner_config import tiny_runner_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 

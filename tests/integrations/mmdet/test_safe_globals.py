@@ -8,12 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mmengine.logging import HistoryBuffer, MessageHub
-from mmengine.runner import save_checkpoint
 
-from tests.checkpoint.helpers import load_tool
+from . import MMDET_MISSING
 
-from .helpers import mmdet_model, packaged_config
+pytest.importorskip("mmdet", reason=MMDET_MISSING)
+
+from mmengine.logging import HistoryBuffer, MessageHub  # noqa: E402
+from mmengine.runner import save_checkpoint  # noqa: E402
+
+from tests.checkpoint.helpers import load_tool  # noqa: E402
+
+from .helpers import mmdet_model, packaged_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]
 
