@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Convert Deformable DETR checkpoints between the official repository, HF transformers and ours.
+"""Convert Deformable DETR checkpoints between the official repository, HF transformers, MMDetection and ours.
 
 To ours (the variant is read from the checkpoint; --config-out writes the YAML that builds
 exactly that model, with MODEL.WEIGHTS set to the output):
@@ -8,12 +8,15 @@ exactly that model, with MODEL.WEIGHTS set to the output):
         --output weights/ddetr_r50.pth --config-out weights/ddetr_r50.yaml
     python tools/convert_checkpoint.py --from hf --input path/to/save_pretrained_dir \\
         --output weights/ddetr_hf.pth --config-out weights/ddetr_hf.yaml
+    python tools/convert_checkpoint.py --from mmdet --input work_dirs/deformable-detr/epoch_50.pth \\
+        --output weights/ddetr_mmdet.pth --config-out weights/ddetr_mmdet.yaml
 
 From ours (--config describes the model; --input defaults to its MODEL.WEIGHTS; KEY VALUE
 overrides apply to the config):
 
     python tools/convert_checkpoint.py --to official --config weights/ddetr_r50.yaml --output official.pth
     python tools/convert_checkpoint.py --to hf --config CFG.yaml --input model_final.pth --output hf_dir/
+    python tools/convert_checkpoint.py --to mmdet --config CFG.yaml --input model_final.pth --output mmdet.pth
 
 detectron2 (the meta-architecture of ddetr_plugin.integrations.detectron2; needs detectron2):
 --to detectron2 also writes the detectron2 YAML that builds the model (--config-out, default
@@ -28,6 +31,10 @@ OUTPUT with .yaml); --from detectron2 reads the model's detectron2 YAML from --c
 besides tensors); --from hf reads config.json and model.safetensors. --to official writes
 {"model", "args"} with the decoder's head aliases; --to hf writes config.json and
 model.safetensors, loadable with DeformableDetrForObjectDetection.from_pretrained.
+--from mmdet reads mmdet's own DeformableDETR checkpoints and PluginDeformableDETR's (mmengine's
+{"meta", "state_dict", ...}; the settings come from meta["cfg"]; Runner checkpoints need mmengine
+installed, for the types its message hub pickles); --to mmdet writes {"meta", "state_dict"}
+for mmdet's DeformableDETR (load_from=), with COCO's 91 category ids cut to mmdet's 80 classes.
 Without --config-out, the YAML is written next to --output with the suffix .yaml.
 A 91-class checkpoint (the official and HF COCO models) gets MODEL.LABEL_SPACE category_id:
 its labels are COCO category ids (the choice is logged and noted in the YAML; edit it there
@@ -43,6 +50,7 @@ import torch
 from ddetr_plugin.checkpoint import CheckpointFormatError, load_checkpoint_file
 from ddetr_plugin.utils.file_io import atomic_write
 from ddetr_plugin.checkpoint.hf import load_hf_directory, ours_to_hf, save_hf_directory
+from ddetr_plugin.checkpoint.mmdet import load_mmdet_checkpoint, ours_to_mmdet
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
 from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, save_state_dict, write_config
 from ddetr_plugin.config import load_config
@@ -54,12 +62,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     direction = parser.add_mutually_exclusive_group(required=True)
-    direction.add_argument("--from", dest="source", choices=["official", "hf", "detectron2"],
-                           help="convert this format to ours")
-    direction.add_argument("--to", dest="target", choices=["official", "hf", "detectron2"],
-                           help="convert ours to this format")
-    parser.add_argument("--input", help="official .pth, HF directory, detectron2 .pth, or (with --to) our .pth")
-    parser.add_argument("--output", required=True, help="our .pth, official .pth, HF directory or detectron2 .pth")
+    formats = ["official", "hf", "detectron2", "mmdet"]
+    direction.add_argument("--from", dest="source", choices=formats, help="convert this format to ours")
+    direction.add_argument("--to", dest="target", choices=formats, help="convert ours to this format")
+    parser.add_argument("--input", help="official .pth, HF directory, detectron2 .pth, mmdet .pth, or (with --to) "
+                                        "our .pth")
+    parser.add_argument("--output", required=True, help="our .pth, official .pth, HF directory, detectron2 .pth "
+                                                        "or mmdet .pth")
     parser.add_argument("--config-out", help="with --from, or --to detectron2: the YAML to write "
                                              "(default: OUTPUT with .yaml)")
     parser.add_argument("--config", help="with --to: our YAML of the model in --input; with --from detectron2: "
@@ -75,20 +84,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     if takes_config and not args.config:
         parser.error(f"--{'to' if args.target else 'from'} {args.target or args.source} needs --config "
                      f"(the YAML that builds the model of --input)")
-    if args.target in ("official", "hf") and args.config_out:
+    if args.target in ("official", "hf", "mmdet") and args.config_out:
         parser.error("--config-out goes with --from or --to detectron2")
     return args
 
 
-def read_source(source: str, input_path: str, config: str | None, opts: list) -> ConvertedCheckpoint:
-    """The checkpoint at ``input_path`` in ``source``'s format, converted to ours."""
-    if source == "official":
-        return load_official_checkpoint(input_path)
-    if source == "hf":
-        return load_hf_directory(input_path)
+def load_mmdet(input_path: str, config: str | None, opts: list) -> ConvertedCheckpoint:
+    try:  # allow-lists the types mmengine's Runner pickles; released checkpoints load without it
+        import ddetr_plugin.integrations.mmdet  # noqa: F401
+    except ImportError:
+        pass
+    return load_mmdet_checkpoint(input_path)
+
+
+def load_detectron2(input_path: str, config: str, opts: list) -> ConvertedCheckpoint:
     from ddetr_plugin.integrations.detectron2.conversion import from_detectron2, load_detectron2_config
 
     return from_detectron2(_our_checkpoint_model(input_path), load_detectron2_config(config, opts))
+
+
+# format -> (input path, --config, overrides) -> our checkpoint
+READERS = {
+    "official": lambda input_path, config, opts: load_official_checkpoint(input_path),
+    "hf": lambda input_path, config, opts: load_hf_directory(input_path),
+    "detectron2": load_detectron2,
+    "mmdet": load_mmdet,
+}
 
 
 def convert_to_ours(converted: ConvertedCheckpoint, source: str, input_path: str, output: str,
@@ -133,6 +154,10 @@ def convert_from_ours(target: str, input_path: str, config: str, opts: list, out
         official = ours_to_official(state_dict, cfg)
         atomic_write(output, lambda f: torch.save(official, f))
         logger.info("Wrote %s (%d tensors)", output, len(official["model"]))
+    elif target == "mmdet":
+        mmdet = ours_to_mmdet(state_dict, cfg)
+        atomic_write(output, lambda f: torch.save(mmdet, f))
+        logger.info("Wrote %s (%d tensors)", output, len(mmdet["state_dict"]))
     else:
         hf_state_dict, hf_config = ours_to_hf(state_dict, cfg)
         save_hf_directory(output, hf_state_dict, hf_config)
@@ -143,7 +168,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.source:
         config_out = args.config_out or os.path.splitext(args.output)[0] + ".yaml"
-        converted = read_source(args.source, args.input, args.config, args.opts)
+        converted = READERS[args.source](args.input, args.config, args.opts)
         convert_to_ours(converted, args.source, args.input, args.output, config_out)
     else:
         convert_from_ours(args.target, args.input, args.config, args.opts, args.output, args.config_out)

@@ -113,7 +113,7 @@ def official_to_ours(checkpoint: Mapping[str, Any]) -> ConvertedCheckpoint:
         num_queries = 300
         logger.warning("two-stage checkpoint without 'args': assuming the official 300 queries")
     # refinement: the decoder aliases its box heads; trained refined heads also differ from each other
-    with_box_refine = has_box_aliases or _heads_differ(ours)
+    with_box_refine = has_box_aliases or heads_differ(ours)
     variant = ModelVariant.from_state_dict(
         ours, nheads=_arg(args, "nheads", 8), with_box_refine=with_box_refine,
         dilation=bool(_arg(args, "dilation", False)), num_queries=num_queries,
@@ -184,7 +184,7 @@ def _backbone_depth_arg(name: Optional[str]) -> Optional[int]:
     return int(match.group(1))
 
 
-def _heads_differ(state_dict: StateDict) -> bool:
+def heads_differ(state_dict: StateDict) -> bool:
     """Whether some class or box head of a later decoder layer differs from layer 0's."""
     for key, value in state_dict.items():
         match = re.match(r"(class_embed|bbox_embed)\.(\d+)\.(.*)", key)

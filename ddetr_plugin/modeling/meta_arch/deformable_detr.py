@@ -38,25 +38,28 @@ from ..transformer import MLP, DecoderOutput, DecoderQueries, DeformableTransfor
 CLASS_PRIOR_PROB = 0.01  # initial foreground probability of every class logit
 
 
-def build_input_proj(in_channels: Sequence[int], d_model: int, num_levels: int) -> nn.ModuleList:
+def build_input_proj(in_channels: Sequence[int], d_model: int, num_levels: int, bias: bool = True) -> nn.ModuleList:
     """Projections of the backbone outputs to ``d_model``, plus extra coarser levels.
 
     Each backbone output gets a 1x1 conv + GroupNorm(32); each level beyond them a 3x3
     stride-2 conv + GroupNorm(32), the first reading the last backbone output, the next
     ones the previous extra level. Conv weights are xavier-uniform, biases zero.
+    ``bias=False`` leaves the convs without bias (MMDetection's ChannelMapper before a norm).
     """
-    projections = [nn.Sequential(nn.Conv2d(c, d_model, kernel_size=1), nn.GroupNorm(32, d_model)) for c in in_channels]
+    projections = [nn.Sequential(nn.Conv2d(c, d_model, kernel_size=1, bias=bias), nn.GroupNorm(32, d_model))
+                   for c in in_channels]
     channels = in_channels[-1]
     for _ in range(num_levels - len(in_channels)):
         projections.append(
             nn.Sequential(
-                nn.Conv2d(channels, d_model, kernel_size=3, stride=2, padding=1), nn.GroupNorm(32, d_model)
+                nn.Conv2d(channels, d_model, kernel_size=3, stride=2, padding=1, bias=bias), nn.GroupNorm(32, d_model)
             )
         )
         channels = d_model
     for projection in projections:
         nn.init.xavier_uniform_(projection[0].weight, gain=1)
-        nn.init.zeros_(projection[0].bias)
+        if bias:
+            nn.init.zeros_(projection[0].bias)
     return nn.ModuleList(projections)
 
 
@@ -79,6 +82,7 @@ class DeformableDETR(nn.Module):
         pixel_mean, pixel_std: RGB 0-255 normalisation of the input images.
         in_features: the backbone outputs that feed the transformer, finest first; default
             the last ``min(num_feature_levels, #outputs)`` of ``backbone.output_shape()``.
+        input_proj_bias: whether the input projections' convs have a bias.
     """
 
     def __init__(
@@ -96,6 +100,7 @@ class DeformableDETR(nn.Module):
         pixel_mean: Sequence[float] = (123.675, 116.28, 103.53),
         pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
         in_features: Optional[Sequence[str]] = None,
+        input_proj_bias: bool = True,
     ):
         super().__init__()
         d_model = transformer.d_model
@@ -128,7 +133,7 @@ class DeformableDETR(nn.Module):
             )
         self.in_features = list(in_features)
         self.input_proj = build_input_proj([output_shape[name].channels for name in self.in_features], d_model,
-                                           num_levels)
+                                           num_levels, bias=input_proj_bias)
         if not self.two_stage:
             self.query_embed = nn.Embedding(num_queries, d_model * 2)
         self._build_heads(d_model, num_classes, transformer.decoder.num_layers)
