@@ -9,6 +9,7 @@ HOSTS = ("detectron2", "mmdet", "mmengine", "mmcv")
 
 IMPORT_EVERYTHING_ELSE = f"""
 import importlib, pkgutil, sys
+import torch  # the extension module needs torch's libraries loaded first
 import ddetr_plugin
 # walk_packages imports every package it recurses into: walk each top-level one but the integrations
 for top in pkgutil.iter_modules(ddetr_plugin.__path__, "ddetr_plugin."):

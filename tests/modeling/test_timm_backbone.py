@@ -203,7 +203,7 @@ def test_package_imports_and_registers_timm_backbone_without_timm():
     code = (
         "import sys\n"
         "sys.modules['timm'] = None\n"  # makes `import timm` fail
-        "import ddetr_plugin\n"
+        "import ddetr_plugin.modeling\n"
         "from ddetr_plugin.registry import BACKBONE_REGISTRY\n"
         "assert 'TimmBackbone' in BACKBONE_REGISTRY\n"
     )

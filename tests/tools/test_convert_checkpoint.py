@@ -75,7 +75,8 @@ def test_overrides_apply_to_the_config_and_mismatches_name_the_key(tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["--from", "official", "--output", "o.pth"], "--from needs --input"),
-    (["--to", "hf", "--input", "i.pth", "--output", "o"], "--to needs --config"),
+    (["--to", "hf", "--input", "i.pth", "--output", "o"], "--to hf needs --config"),
+        (["--from", "detectron2", "--input", "d.pth", "--output", "o.pth"], "--from detectron2 needs --config"),
     (["--from", "hf", "--input", "d", "--output", "o.pth", "--config", "c.yaml"], "go with --to"),
     (["--to", "hf", "--config", "c.yaml", "--output", "o", "--config-out", "x.yaml"], "--config-out goes with --from"),
     (["--from", "hf", "--to", "official", "--input", "d", "--output", "o"], "not allowed with argument"),
