@@ -14,11 +14,17 @@ overrides apply to the config):
 
     python tools/convert_checkpoint.py --to official --config weights/ddetr_r50.yaml --output official.pth
     python tools/convert_checkpoint.py --to hf --config CFG.yaml --input model_final.pth --output hf_dir/
+    python tools/convert_checkpoint.py --to safetensors --config CFG.yaml --input model_final.pth \\
+        --output model_final.safetensors
 
 --from official reads the .pth with weights_only=True (only argparse.Namespace is allowed
-besides tensors); --from hf reads config.json and model.safetensors. --to official writes
-{"model", "args"} with the decoder's head aliases; --to hf writes config.json and
-model.safetensors, loadable with DeformableDetrForObjectDetection.from_pretrained.
+besides tensors); --from hf reads config.json and model.safetensors (and id2label into
+MODEL.CLASS_NAMES). --to official writes {"model", "args"} with the decoder's head aliases;
+--to hf writes config.json (the class names in id2label), preprocessor_config.json (our
+test-time resize and normalisation) and model.safetensors, for from_pretrained and
+transformers.pipeline("object-detection", model=DIR); --to safetensors writes the weights
+with the config and class names in the file's metadata (MODEL.WEIGHTS loads it). Class
+names: MODEL.CLASS_NAMES, else those the checkpoint stores, else DATASETS.TEST[0]'s.
 Without --config-out, the YAML is written next to --output with the suffix .yaml.
 A 91-class checkpoint (the official and HF COCO models) gets MODEL.LABEL_SPACE category_id:
 its labels are COCO category ids (the choice is logged and noted in the YAML; edit it there
@@ -34,9 +40,12 @@ import torch
 from ddetr_plugin.checkpoint import CheckpointFormatError, load_checkpoint_file
 from ddetr_plugin.utils.file_io import atomic_write
 from ddetr_plugin.checkpoint.hf import load_hf_directory, ours_to_hf, save_hf_directory
+from ddetr_plugin.checkpoint.hf_preprocessor import preprocessor_config
+from ddetr_plugin.checkpoint.safetensors_file import save_safetensors
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
 from ddetr_plugin.checkpoint.variant import save_state_dict, write_config
 from ddetr_plugin.config import load_config
+from ddetr_plugin.data.class_names import model_class_names
 
 logger = logging.getLogger("ddetr_plugin.convert_checkpoint")
 
@@ -46,7 +55,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=["official", "hf"], help="convert this format to ours")
-    direction.add_argument("--to", dest="target", choices=["official", "hf"], help="convert ours to this format")
+    direction.add_argument("--to", dest="target", choices=["official", "hf", "safetensors"],
+                           help="convert ours to this format")
     parser.add_argument("--input", help="official .pth, HF directory, or (with --to) our .pth")
     parser.add_argument("--output", required=True, help="our .pth, official .pth, or HF directory")
     parser.add_argument("--config-out", help="with --from: the YAML to write (default: OUTPUT with .yaml)")
@@ -90,10 +100,17 @@ def convert_from_ours(target: str, input_path: str, config: str, opts: list, out
         official = ours_to_official(state_dict, cfg)
         atomic_write(output, lambda f: torch.save(official, f))
         logger.info("Wrote %s (%d tensors)", output, len(official["model"]))
+    elif target == "safetensors":
+        names = model_class_names(cfg, checkpoint.get("class_names"))
+        save_safetensors(output, state_dict, config=cfg.dump(), class_names=names)
+        logger.info("Wrote %s (%d tensors; config and class names %s in its metadata)", output, len(state_dict),
+                    names)
     else:
-        hf_state_dict, hf_config = ours_to_hf(state_dict, cfg)
-        save_hf_directory(output, hf_state_dict, hf_config)
-        logger.info("Wrote %s/config.json and model.safetensors (%d tensors)", output, len(hf_state_dict))
+        names = model_class_names(cfg, checkpoint.get("class_names"))
+        hf_state_dict, hf_config = ours_to_hf(state_dict, cfg, class_names=names)
+        save_hf_directory(output, hf_state_dict, hf_config, preprocessor_config(cfg))
+        logger.info("Wrote %s/config.json (labels %s), preprocessor_config.json and model.safetensors (%d tensors)",
+                    output, names or "LABEL_<i>", len(hf_state_dict))
 
 
 def main(argv=None) -> int:
