@@ -38,7 +38,7 @@ class Canvas:
         self.image = picture.convert("RGBA")
         short_side = min(self.image.size)
         self.line_width = max(2, round(short_side / 256))
-        self.font = _font(max(12, round(short_side / 36)))
+        self.font = _font(max(12, round(short_side / 28)))
 
     @property
     def size(self) -> tuple[int, int]:

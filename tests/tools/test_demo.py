@@ -1,5 +1,6 @@
 """tools/demo.py: JSON and PNG per image with a tiny model, names from the dataset metadata."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -69,8 +70,10 @@ def test_json_and_png_for_each_image(tmp_path, setup):
         assert [d["label"] for d in detections] == expected["labels"].tolist()
 
         drawn = torch.from_numpy(np.array(Image.open(tmp_path / "out" / f"{stem}.png"))).permute(2, 0, 1)
-        assert drawn.shape == (3, height, width)
-        assert not torch.equal(drawn, read_image(path))  # boxes were drawn
+        scale = math.ceil(512 / min(height, width))  # small images are drawn enlarged, for readable labels
+        assert drawn.shape == (3, height * scale, width * scale)
+        plain = read_image(path).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        assert not torch.equal(drawn, plain)  # boxes were drawn
 
 
 def test_threshold_and_fallback_names(tmp_path, setup):
