@@ -30,9 +30,8 @@ from ddetr_plugin.config import load_config
 from ddetr_plugin.data import eval_augmentation, read_image
 from ddetr_plugin.data.class_names import model_class_names
 from ddetr_plugin.modeling import build_model
-from ddetr_plugin.utils.attention import encoder_query_at, reference_points_in_image, sampling_points_in_image
-from ddetr_plugin.utils.attention_drawing import (draw_encoder_picture, draw_overview, draw_query_picture,
-                                                  sample_records)
+from ddetr_plugin.utils.attention import decoder_query_attention, encoder_pixel_attention
+from ddetr_plugin.utils.attention_drawing import draw_encoder_picture, draw_overview, draw_query_picture
 from ddetr_plugin.utils.visualization import class_name
 
 logger = logging.getLogger("ddetr_plugin.visualize_attention")
@@ -97,17 +96,14 @@ def main(argv=None) -> int:
     heads = inter["decoder"][0]["attention_weights"].shape[2]
 
     layer = layer_index(args.layer, len(inter["decoder"]), "--layer")
-    decoder = inter["decoder"][layer]
-    points = sampling_points_in_image(decoder["sampling_locations"], inter["valid_ratios"], input_size)[0] * to_original
-    references = reference_points_in_image(decoder["reference_points"], input_size)[0] * to_original
     stem = os.path.join(args.output, os.path.splitext(os.path.basename(args.input))[0])
     os.makedirs(args.output, exist_ok=True)
     queries = []
     for rank, (query, detection) in enumerate(top_queries(outputs, args.top_k, names, (height, width))):
-        samples = sample_records(points[query], decoder["attention_weights"][0, query])
-        entry = {"query": query, "detection": detection, "reference_xy": references[query].tolist(), "samples": samples}
+        entry = {"query": query, "detection": detection,
+                 **decoder_query_attention(inter, layer, query, input_size, to_original)}
         queries.append(entry)
-        draw_query_picture(image, detection, samples, entry["reference_xy"], heads, level_names,
+        draw_query_picture(image, detection, entry["samples"], entry["reference_xy"], heads, level_names,
                            title=f"query {query}, decoder layer {layer}").save(f"{stem}_top{rank}.png")
     draw_overview(image, queries, title=f"top {len(queries)}, decoder layer {layer}").save(f"{stem}_overview.png")
 
@@ -115,23 +111,15 @@ def main(argv=None) -> int:
     box = queries[0]["detection"]["bbox_xyxy"]
     x, y = args.pixel or ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
     x, y = min(max(x, 0), width - 1), min(max(y, 0), height - 1)
-    encoder_query, centre = encoder_query_at(float(x / to_original[0]), float(y / to_original[1]), args.encoder_level,
-                                             inter["spatial_shapes"], inter["level_start_index"], inter["valid_ratios"],
-                                             input_size)
-    encoder = inter["encoder"][encoder_layer]
-    encoder_points = sampling_points_in_image(encoder["sampling_locations"][:, encoder_query:encoder_query + 1],
-                                              inter["valid_ratios"], input_size)[0, 0] * to_original
-    encoder_samples = sample_records(encoder_points, encoder["attention_weights"][0, encoder_query])
-    centre = (torch.tensor(centre) * to_original).tolist()
-    draw_encoder_picture(image, encoder_samples, centre, heads, level_names,
+    encoder = encoder_pixel_attention(inter, encoder_layer, args.encoder_level, (x, y), input_size, to_original)
+    draw_encoder_picture(image, encoder["samples"], encoder["reference_xy"], heads, level_names,
                          title=f"encoder layer {encoder_layer}, {level_names[args.encoder_level]} query at "
                                f"({x:.0f}, {y:.0f})").save(f"{stem}_encoder.png")
 
     record = {
         "image": args.input, "height": height, "width": width, "decoder_layer": layer,
         "encoder_layer": encoder_layer, "detections": queries,
-        "encoder": {"pixel": [x, y], "level": args.encoder_level, "query": encoder_query, "reference_xy": centre,
-                    "samples": encoder_samples},
+        "encoder": {"pixel": [x, y], "level": args.encoder_level, **encoder},
     }
     with open(f"{stem}_attention.json", "w") as f:
         json.dump(record, f, indent=1)

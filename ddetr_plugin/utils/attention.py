@@ -74,3 +74,62 @@ def encoder_query_at(
     row = min(math.floor(y / height * valid_rows), valid_rows - 1)
     centre = ((column + 0.5) / valid_columns * width, (row + 0.5) / valid_rows * height)
     return int(level_start_index[level]) + row * columns + column, centre
+
+
+def sample_records(points: torch.Tensor, weights: torch.Tensor) -> list[dict]:
+    """The samples of one query as records, heaviest last (the drawing order).
+
+    Args:
+        points: (M, L, P, 2) pixels (x, y); weights: (M, L, P).
+
+    Returns:
+        [{"x", "y", "head", "level", "point", "weight"}] sorted by increasing weight.
+    """
+    heads, levels, num_points = weights.shape
+    records = [
+        {"x": float(points[m, l, p, 0]), "y": float(points[m, l, p, 1]), "head": m, "level": l, "point": p,
+         "weight": float(weights[m, l, p])}
+        for m in range(heads) for l in range(levels) for p in range(num_points)
+    ]
+    return sorted(records, key=lambda record: record["weight"])
+
+
+def decoder_query_attention(
+    intermediates: dict, layer: int, query: int, input_size: torch.Tensor, to_original: torch.Tensor
+) -> dict:
+    """Where decoder layer ``layer``'s cross-attention of ``query`` (image 0) looked.
+
+    Args:
+        intermediates: ``forward_raw(..., return_intermediates=True)["intermediates"]``.
+        input_size: (1, 2) (height, width) of the unpadded input; to_original: (2,) factors (x, y) from
+            input pixels to the pixels to report (e.g. of the image before the test resize).
+
+    Returns:
+        {"reference_xy": [x, y], "samples": ``sample_records``}.
+    """
+    decoder = intermediates["decoder"][layer]
+    locations = decoder["sampling_locations"][:1, query:query + 1]
+    points = sampling_points_in_image(locations, intermediates["valid_ratios"][:1], input_size)[0, 0] * to_original
+    reference = reference_points_in_image(decoder["reference_points"][:1, query:query + 1], input_size)[0, 0]
+    return {"reference_xy": (reference * to_original).tolist(),
+            "samples": sample_records(points, decoder["attention_weights"][0, query])}
+
+
+def encoder_pixel_attention(
+    intermediates: dict, layer: int, level: int, xy: tuple[float, float], input_size: torch.Tensor,
+    to_original: torch.Tensor,
+) -> dict:
+    """Where encoder layer ``layer``'s self-attention looked for the level-``level`` cell under pixel ``xy``
+    (in reported pixels, see ``decoder_query_attention``) of image 0.
+
+    Returns:
+        {"query": index into the flattened levels, "reference_xy": the cell centre, "samples": ``sample_records``}.
+    """
+    x, y = (float(value) / float(factor) for value, factor in zip(xy, to_original))
+    query, centre = encoder_query_at(x, y, level, intermediates["spatial_shapes"], intermediates["level_start_index"],
+                                     intermediates["valid_ratios"], input_size)
+    encoder = intermediates["encoder"][layer]
+    locations = encoder["sampling_locations"][:1, query:query + 1]
+    points = sampling_points_in_image(locations, intermediates["valid_ratios"][:1], input_size)[0, 0] * to_original
+    return {"query": query, "reference_xy": (torch.tensor(centre) * to_original).tolist(),
+            "samples": sample_records(points, encoder["attention_weights"][0, query])}

@@ -1,6 +1,6 @@
 """Pictures of where the deformable attention sampled: per detection, an overview, an encoder pixel.
 
-Each sampling point is a marker at its image pixel (``attention.sampling_points_in_image``):
+Each sampling point (a record of ``attention.sample_records``) is a marker at its image pixel:
 its colour is the attention head, its shape the feature level, and its size and opacity its
 attention weight relative to the largest weight of that query. The query's reference point
 is a cross. A legend under the picture names the heads and levels.
@@ -25,24 +25,6 @@ def head_colors(num_heads: int) -> list[Color]:
 
 def level_shape(level: int) -> str:
     return MARKER_SHAPES[level % len(MARKER_SHAPES)]
-
-
-def sample_records(points: torch.Tensor, weights: torch.Tensor) -> list[dict]:
-    """The samples of one query as records, heaviest last.
-
-    Args:
-        points: (M, L, P, 2) image pixels (x, y); weights: (M, L, P).
-
-    Returns:
-        [{"x", "y", "head", "level", "point", "weight"}] sorted by increasing weight.
-    """
-    heads, levels, num_points = weights.shape
-    records = [
-        {"x": float(points[m, l, p, 0]), "y": float(points[m, l, p, 1]), "head": m, "level": l, "point": p,
-         "weight": float(weights[m, l, p])}
-        for m in range(heads) for l in range(levels) for p in range(num_points)
-    ]
-    return sorted(records, key=lambda record: record["weight"])
 
 
 def draw_samples(canvas: Canvas, samples: Sequence[dict], color: Optional[Color] = None) -> None:
