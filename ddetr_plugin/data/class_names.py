@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from fvcore.common.config import CfgNode
 
+from .build import training_label_space
 from .catalog import get_metadata
 from .label_space import LabelSpace
 
@@ -57,3 +58,15 @@ def model_class_names(cfg: CfgNode, stored: Optional[Sequence[str]] = None) -> O
         logger.warning("No class names (%s: %s); labels are named class_<label>", type(e).__name__, e)
         return None
     return LabelSpace.from_metadata(cfg.MODEL.LABEL_SPACE, metadata, num_classes).class_names
+
+
+def training_class_names(cfg: CfgNode) -> Optional[list[str]]:
+    """The names training stores in its checkpoints: MODEL.CLASS_NAMES, else those of DATASETS.TRAIN in
+    MODEL.LABEL_SPACE (None without training sets).
+
+    Raises:
+        ValueError: MODEL.CLASS_NAMES does not have one name per class (see ``model_class_names``).
+    """
+    if cfg.MODEL.CLASS_NAMES:
+        return check_class_names(cfg.MODEL.CLASS_NAMES, cfg.MODEL.NUM_CLASSES, "MODEL.CLASS_NAMES")
+    return training_label_space(cfg).class_names if cfg.DATASETS.TRAIN else None

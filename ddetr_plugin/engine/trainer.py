@@ -148,7 +148,8 @@ class Trainer:
 
         The data loader is this process's share of DATASETS.TRAIN; evaluation covers DATASETS.TEST.
         """
-        from ..data import build_train_loader, training_label_space  # the engine ties data in; the loop needs none
+        from ..data import build_train_loader  # the engine ties data in; the loop itself needs none
+        from ..data.class_names import training_class_names
         from .evaluation import DatasetsEvaluation
 
         optimizer = build_optimizer(cfg, model)
@@ -172,8 +173,7 @@ class Trainer:
             amp_dtype=AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None,
             ema_decay=cfg.SOLVER.EMA.DECAY if cfg.SOLVER.EMA.ENABLED else None,
             find_unused_parameters=cfg.SOLVER.DDP_FIND_UNUSED_PARAMETERS,
-            class_names=list(cfg.MODEL.CLASS_NAMES) or (training_label_space(cfg).class_names
-                                                         if cfg.DATASETS.TRAIN else None),
+            class_names=training_class_names(cfg),
             final_safetensors_config=cfg.dump() if cfg.SOLVER.SAVE_SAFETENSORS else None,
         )
 
