@@ -11,7 +11,6 @@ import json
 import os
 from typing import Any, Dict, Optional, Sequence
 
-import torch
 import yaml
 from fvcore.common.config import CfgNode
 
