@@ -21,8 +21,9 @@ $(VENV)/.torch:
 	$(PIP) install --quiet $(TORCH_PINS)
 	touch $@
 
+# the "pictures" extra (matplotlib) draws output/quickstart/training_curves.png
 $(VENV)/.installed: $(VENV)/.torch $(NATIVE_SOURCES)
-	$(PIP) install --quiet --no-build-isolation -e .
+	$(PIP) install --quiet --no-build-isolation -e ".[pictures]"
 	$(PY) -m ddetr_plugin.collect_env
 	touch $@
 

@@ -107,6 +107,9 @@ def main():
         extras_require={
             "test": read_requirements("requirements-test.txt"),
             "timm": ["timm>=0.9"],
+            # training_curves.png and the TensorBoard events of training (make train installs "pictures")
+            "pictures": ["matplotlib>=3.5"],
+            "tensorboard": ["tensorboard>=2.10"],
             "mmdet": read_requirements("requirements-mmdet.txt"),
         },
         ext_modules=[build_extension(cuda_home)],

@@ -17,20 +17,26 @@ overrides apply to the config):
     python tools/convert_checkpoint.py --to official --config weights/ddetr_r50.yaml --output official.pth
     python tools/convert_checkpoint.py --to hf --config CFG.yaml --input model_final.pth --output hf_dir/
     python tools/convert_checkpoint.py --to mmdet --config CFG.yaml --input model_final.pth --output mmdet.pth
+    python tools/convert_checkpoint.py --to safetensors --config CFG.yaml --input model_final.pth \\
+        --output model_final.safetensors
 
 detectron2 (the meta-architecture of ddetr_plugin.integrations.detectron2; needs detectron2):
 --to detectron2 also writes the detectron2 YAML that builds the model (--config-out, default
 OUTPUT with .yaml); --from detectron2 reads the model's detectron2 YAML from --config:
 
-    python tools/convert_checkpoint.py --to detectron2 --config output/quickstart/config.yaml \
+    python tools/convert_checkpoint.py --to detectron2 --config output/quickstart/config.yaml \\
         --input output/quickstart/model_final.pth --output d2/model.pth --config-out d2/model.yaml
-    python tools/convert_checkpoint.py --from detectron2 --config d2/model.yaml --input d2/model.pth \
+    python tools/convert_checkpoint.py --from detectron2 --config d2/model.yaml --input d2/model.pth \\
         --output ours.pth --config-out ours.yaml
 
 --from official reads the .pth with weights_only=True (only argparse.Namespace is allowed
-besides tensors); --from hf reads config.json and model.safetensors. --to official writes
-{"model", "args"} with the decoder's head aliases; --to hf writes config.json and
-model.safetensors, loadable with DeformableDetrForObjectDetection.from_pretrained.
+besides tensors); --from hf reads config.json and model.safetensors (and id2label into
+MODEL.CLASS_NAMES). --to official writes {"model", "args"} with the decoder's head aliases;
+--to hf writes config.json (the class names in id2label), preprocessor_config.json (our
+test-time resize and normalisation) and model.safetensors, for from_pretrained and
+transformers.pipeline("object-detection", model=DIR); --to safetensors writes the weights
+with the config and class names in the file's metadata (MODEL.WEIGHTS loads it). Class
+names: MODEL.CLASS_NAMES, else those the checkpoint stores, else DATASETS.TEST[0]'s.
 --from mmdet reads mmdet's own DeformableDETR checkpoints and PluginDeformableDETR's (mmengine's
 {"meta", "state_dict", ...}; the settings come from meta["cfg"]; Runner checkpoints need mmengine
 installed, for the types its message hub pickles); --to mmdet writes {"meta", "state_dict"}
@@ -51,9 +57,12 @@ from ddetr_plugin.checkpoint import CheckpointFormatError, load_checkpoint_file
 from ddetr_plugin.utils.file_io import atomic_write
 from ddetr_plugin.checkpoint.hf import load_hf_directory, ours_to_hf, save_hf_directory
 from ddetr_plugin.checkpoint.mmdet import load_mmdet_checkpoint, ours_to_mmdet
+from ddetr_plugin.checkpoint.hf_preprocessor import preprocessor_config
+from ddetr_plugin.checkpoint.safetensors_file import save_safetensors
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
 from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, save_state_dict, write_config
 from ddetr_plugin.config import load_config
+from ddetr_plugin.data.class_names import model_class_names
 
 logger = logging.getLogger("ddetr_plugin.convert_checkpoint")
 
@@ -64,11 +73,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     direction = parser.add_mutually_exclusive_group(required=True)
     formats = ["official", "hf", "detectron2", "mmdet"]
     direction.add_argument("--from", dest="source", choices=formats, help="convert this format to ours")
-    direction.add_argument("--to", dest="target", choices=formats, help="convert ours to this format")
+    direction.add_argument("--to", dest="target", choices=formats + ["safetensors"],
+                           help="convert ours to this format")
     parser.add_argument("--input", help="official .pth, HF directory, detectron2 .pth, mmdet .pth, or (with --to) "
                                         "our .pth")
     parser.add_argument("--output", required=True, help="our .pth, official .pth, HF directory, detectron2 .pth "
-                                                        "or mmdet .pth")
+                                                        "mmdet .pth or .safetensors")
     parser.add_argument("--config-out", help="with --from, or --to detectron2: the YAML to write "
                                              "(default: OUTPUT with .yaml)")
     parser.add_argument("--config", help="with --to: our YAML of the model in --input; with --from detectron2: "
@@ -84,7 +94,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if takes_config and not args.config:
         parser.error(f"--{'to' if args.target else 'from'} {args.target or args.source} needs --config "
                      f"(the YAML that builds the model of --input)")
-    if args.target in ("official", "hf", "mmdet") and args.config_out:
+    if args.target in ("official", "hf", "mmdet", "safetensors") and args.config_out:
         parser.error("--config-out goes with --from or --to detectron2")
     return args
 
@@ -100,7 +110,7 @@ def load_mmdet(input_path: str, config: str | None, opts: list) -> ConvertedChec
 def load_detectron2(input_path: str, config: str, opts: list) -> ConvertedCheckpoint:
     from ddetr_plugin.integrations.detectron2.conversion import from_detectron2, load_detectron2_config
 
-    return from_detectron2(_our_checkpoint_model(input_path), load_detectron2_config(config, opts))
+    return from_detectron2(_read_checkpoint(input_path)["model"], load_detectron2_config(config, opts))
 
 
 # format -> (input path, --config, overrides) -> our checkpoint
@@ -125,13 +135,13 @@ def convert_to_ours(converted: ConvertedCheckpoint, source: str, input_path: str
         logger.info("%s: %s", config_out, note)
 
 
-def _our_checkpoint_model(path: str) -> dict:
-    """The "model" state dict of a checkpoint file in our (and detectron2's) form."""
+def _read_checkpoint(path: str) -> dict:
+    """A checkpoint file in our (and detectron2's) form: a dict with the "model" state dict."""
     checkpoint = load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointFormatError(f"{path} is not a checkpoint of ours or detectron2's (a dict with a 'model' "
                                     f"state dict)")
-    return checkpoint["model"]
+    return checkpoint
 
 
 def convert_from_ours(target: str, input_path: str, config: str, opts: list, output: str,
@@ -140,7 +150,8 @@ def convert_from_ours(target: str, input_path: str, config: str, opts: list, out
     input_path = input_path or cfg.MODEL.WEIGHTS
     if not input_path:
         raise ValueError(f"no weights to convert: pass --input or set MODEL.WEIGHTS in {config}")
-    state_dict = _our_checkpoint_model(input_path)
+    checkpoint = _read_checkpoint(input_path)
+    state_dict = checkpoint["model"]
     if target == "detectron2":
         from ddetr_plugin.integrations.detectron2.conversion import save_detectron2_config, to_detectron2
 
@@ -158,10 +169,17 @@ def convert_from_ours(target: str, input_path: str, config: str, opts: list, out
         mmdet = ours_to_mmdet(state_dict, cfg)
         atomic_write(output, lambda f: torch.save(mmdet, f))
         logger.info("Wrote %s (%d tensors)", output, len(mmdet["state_dict"]))
+    elif target == "safetensors":
+        names = model_class_names(cfg, checkpoint.get("class_names"))
+        save_safetensors(output, state_dict, config=cfg.dump(), class_names=names)
+        logger.info("Wrote %s (%d tensors; config and class names %s in its metadata)", output, len(state_dict),
+                    names)
     else:
-        hf_state_dict, hf_config = ours_to_hf(state_dict, cfg)
-        save_hf_directory(output, hf_state_dict, hf_config)
-        logger.info("Wrote %s/config.json and model.safetensors (%d tensors)", output, len(hf_state_dict))
+        names = model_class_names(cfg, checkpoint.get("class_names"))
+        hf_state_dict, hf_config = ours_to_hf(state_dict, cfg, class_names=names)
+        save_hf_directory(output, hf_state_dict, hf_config, preprocessor_config(cfg))
+        logger.info("Wrote %s/config.json (labels %s), preprocessor_config.json and model.safetensors (%d tensors)",
+                    output, names or "LABEL_<i>", len(hf_state_dict))
 
 
 def main(argv=None) -> int:

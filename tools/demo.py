@@ -6,19 +6,20 @@
 For each input, DIR/<stem>.json holds {"image", "height", "width", "detections": [{"label",
 "name", "score", "bbox_xyxy": [x0, y0, x1, y1]}]} in original-image pixels, highest score
 first: the top TEST.DETECTIONS_PER_IMAGE, then those scoring at least --threshold
-(0 keeps them all). DIR/<stem>.png shows the kept boxes. Images are read as the data
-loader reads them (EXIF orientation applied, RGB) and resized to the test size
-(INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); one already at that size is not resampled.
-Weights come from MODEL.WEIGHTS; class names from the metadata of DATASETS.TEST[0]
-when it can be loaded, read in MODEL.LABEL_SPACE (e.g. "category_id" for converted
-official or HF COCO weights), else "class_<label>".
+(0 keeps them all). DIR/<stem>.png shows the kept boxes (an image whose short side is
+under 512 pixels is drawn enlarged by a whole factor, so that labels stay readable).
+Images are read as the data loader reads them (EXIF orientation applied, RGB) and resized
+to the test size (INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST); one already at that size is not
+resampled. Weights come from MODEL.WEIGHTS (.pth or .safetensors); class names from
+MODEL.CLASS_NAMES, else those stored in the checkpoint, else the metadata of
+DATASETS.TEST[0] when it can be loaded, read in MODEL.LABEL_SPACE (e.g. "category_id" for
+converted official or HF COCO weights), else "class_<label>".
 """
 import argparse
 import json
 import logging
 import os
 import sys
-from typing import List, Optional
 
 import torch
 from PIL import Image
@@ -26,7 +27,8 @@ from torchvision import tv_tensors
 
 from ddetr_plugin.checkpoint import Checkpointer
 from ddetr_plugin.config import load_config
-from ddetr_plugin.data import LabelSpace, check_label_space_name, eval_augmentation, get_metadata, read_image
+from ddetr_plugin.data import check_label_space_name, eval_augmentation, read_image
+from ddetr_plugin.data.class_names import model_class_names
 from ddetr_plugin.modeling import build_model
 from ddetr_plugin.utils.visualization import detection_records, draw_detections
 
@@ -49,23 +51,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def class_names(cfg) -> Optional[List[str]]:
-    """The name of each model label (MODEL.LABEL_SPACE) from the metadata of DATASETS.TEST[0], or None
-    when there is none or it cannot be loaded.
-
-    Raises:
-        ValueError: MODEL.NUM_CLASSES is too small for that dataset in MODEL.LABEL_SPACE.
-    """
-    if not cfg.DATASETS.TEST:
-        return None
-    try:
-        metadata = get_metadata(cfg.DATASETS.TEST[0])
-    except Exception as e:  # an unregistered or missing dataset only costs the names
-        logger.warning("No class names (%s: %s); labels are named class_<label>", type(e).__name__, e)
-        return None
-    return LabelSpace.from_metadata(cfg.MODEL.LABEL_SPACE, metadata, cfg.MODEL.NUM_CLASSES).class_names
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     cfg = load_config(args.config, args.opts)
@@ -73,9 +58,9 @@ def main(argv=None) -> int:
         raise ValueError(f"MODEL.WEIGHTS is empty in {args.config}: the demo needs trained weights "
                          f"(set it in the YAML or pass MODEL.WEIGHTS path/to/model.pth)")
     check_label_space_name(cfg.MODEL.LABEL_SPACE)
-    names = class_names(cfg)
     model = build_model(cfg).eval()
-    Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
+    extra = Checkpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[])
+    names = model_class_names(cfg, extra.get("class_names"))
     resize = eval_augmentation(cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     os.makedirs(args.output, exist_ok=True)
 

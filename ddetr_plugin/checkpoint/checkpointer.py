@@ -53,13 +53,18 @@ class CheckpointFormatError(ValueError):
 
 
 def load_checkpoint_file(path: str) -> Dict[str, Any]:
-    """Read ``path`` with ``torch.load(weights_only=True)`` on the CPU, refusing pickled code.
+    """Read ``path`` with ``torch.load(weights_only=True)`` on the CPU, refusing pickled code; a
+    ``.safetensors`` file is parsed as safetensors instead, never unpickled (``safetensors_file``).
 
     Raises:
         UnsafeCheckpointError: the file pickles something other than tensors, plain containers,
             numbers, strings and ``argparse.Namespace``; nothing in it was executed.
-        CheckpointFormatError: the file is truncated, corrupt or not a torch checkpoint.
+        CheckpointFormatError: the file is truncated, corrupt or not a torch (or safetensors) checkpoint.
     """
+    from .safetensors_file import is_safetensors_path, load_safetensors  # it imports this module
+
+    if is_safetensors_path(path):
+        return load_safetensors(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location="cpu", weights_only=True)

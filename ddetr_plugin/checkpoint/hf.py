@@ -28,11 +28,13 @@ import json
 import logging
 import os
 import re
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import torch
 
+from ..data.class_names import check_class_names
 from .checkpointer import load_checkpoint_file
+from .hf_preprocessor import PREPROCESSOR_FILE
 from .renaming import (
     HEADS,
     KeyRule,
@@ -208,7 +210,19 @@ def hf_to_ours(hf_state_dict: StateDict, config: Dict[str, Any]) -> ConvertedChe
     values.update({key: setting[name] for name, key in HF_TO_CONFIG.items()})
     values.update(HF_FIXED)
     values["MODEL.LABEL_SPACE"], note = infer_label_space(variant.num_classes, config.get("id2label"))
+    names = hf_class_names(config.get("id2label"), variant.num_classes)
+    if names is not None:
+        values["MODEL.CLASS_NAMES"] = names
     return ConvertedCheckpoint(ours, variant, typed(values), notes=(note,) if note else ())
+
+
+def hf_class_names(id2label: Optional[Dict[str, Any]], num_classes: int) -> Optional[list]:
+    """The names of ``id2label``, in label order, or None when it gives none beyond HF's ``LABEL_<i>``
+    placeholders (or misses a label)."""
+    names = [str((id2label or {}).get(str(i), (id2label or {}).get(i, ""))) for i in range(num_classes)]
+    if not all(names) or names == [f"LABEL_{i}" for i in range(num_classes)]:
+        return None
+    return names
 
 
 def _hf_backbone(config: Dict[str, Any]) -> Tuple[int, bool]:
@@ -259,8 +273,11 @@ def _untie_heads(state_dict: StateDict, num_heads: int, allow: bool) -> StateDic
 
 
 # ------------------------------------------------------------------ ours -> HF
-def ours_to_hf(state_dict: StateDict, cfg) -> Tuple[StateDict, Dict[str, Any]]:
-    """HF state dict and config.json of our ``state_dict``, the model ``cfg`` builds.
+def ours_to_hf(
+    state_dict: StateDict, cfg, class_names: Optional[Sequence[str]] = None
+) -> Tuple[StateDict, Dict[str, Any]]:
+    """HF state dict and config.json of our ``state_dict``, the model ``cfg`` builds; ``class_names``
+    (one per label) become ``id2label`` (default ``LABEL_<i>``).
 
     Every head is written under every index, with the decoder's references. HF ties
     class heads across layers (unless two-stage); when a box-refinement model's class
@@ -287,11 +304,20 @@ def ours_to_hf(state_dict: StateDict, cfg) -> Tuple[StateDict, Dict[str, Any]]:
     aliased = [head for head, on in zip(HEADS, (variant.two_stage, variant.with_box_refine)) if on]
     hf = add_head_aliases(hf, ALIAS_PREFIX, aliased)
     tie = variant.two_stage or not _class_heads_differ(state_dict, variant.num_heads_per_kind)
-    return hf, hf_config(variant, cfg, tie_word_embeddings=tie)
+    return hf, hf_config(variant, cfg, tie_word_embeddings=tie, class_names=class_names)
 
 
-def hf_config(variant: ModelVariant, cfg, tie_word_embeddings: bool = True) -> Dict[str, Any]:
-    """config.json (transformers 5 keys) of ``variant`` trained as ``cfg`` says."""
+def hf_config(
+    variant: ModelVariant, cfg, tie_word_embeddings: bool = True, class_names: Optional[Sequence[str]] = None
+) -> Dict[str, Any]:
+    """config.json (transformers 5 keys) of ``variant`` trained as ``cfg`` says, labels named ``class_names``
+    (a name given to several labels, such as COCO's unused "N/A", maps back to the first in ``label2id``).
+
+    Raises:
+        ValueError: ``class_names`` has not one name per class.
+    """
+    names = [f"LABEL_{i}" for i in range(variant.num_classes)] if class_names is None else \
+        check_class_names(class_names, variant.num_classes, "the class names")
     dropout = cfg.MODEL.TRANSFORMER.DROPOUT
     backbone_config = {
         "model_type": "timm_backbone", "backbone": f"resnet{variant.backbone_depth}", "num_channels": 3,
@@ -324,8 +350,8 @@ def hf_config(variant: ModelVariant, cfg, tie_word_embeddings: bool = True) -> D
         # ours applies one dropout to residuals, attention weights and the FFN, as the official
         "attention_dropout": dropout,
         "activation_dropout": dropout,
-        "id2label": {str(i): f"LABEL_{i}" for i in range(variant.num_classes)},
-        "label2id": {f"LABEL_{i}": i for i in range(variant.num_classes)},
+        "id2label": {str(i): name for i, name in enumerate(names)},
+        "label2id": {name: i for i, name in reversed(list(enumerate(names)))},
         "tie_word_embeddings": tie_word_embeddings,
         "is_encoder_decoder": True,
     }
@@ -335,8 +361,12 @@ def hf_config(variant: ModelVariant, cfg, tie_word_embeddings: bool = True) -> D
     return config
 
 
-def save_hf_directory(directory: str, hf_state_dict: StateDict, config: Dict[str, Any]) -> None:
-    """Write config.json and model.safetensors (what ``from_pretrained`` reads) into ``directory``."""
+def save_hf_directory(
+    directory: str, hf_state_dict: StateDict, config: Dict[str, Any], preprocessor: Optional[Dict[str, Any]] = None
+) -> None:
+    """Write config.json and model.safetensors (what ``from_pretrained`` reads) into ``directory``, and
+    ``preprocessor`` (``hf_preprocessor.preprocessor_config``) as preprocessor_config.json, which
+    ``AutoImageProcessor`` and ``pipeline`` read."""
     try:
         from safetensors.torch import save_file
     except ImportError:
@@ -345,9 +375,12 @@ def save_hf_directory(directory: str, hf_state_dict: StateDict, config: Dict[str
     # safetensors stores no shared tensors: every entry gets its own copy
     tensors = {key: value.detach().clone().contiguous() for key, value in hf_state_dict.items()}
     save_file(tensors, os.path.join(directory, "model.safetensors"), metadata={"format": "pt"})
-    with open(os.path.join(directory, "config.json"), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write("\n")
+    files = {"config.json": config, PREPROCESSOR_FILE: preprocessor}
+    for name, content in files.items():
+        if content is not None:
+            with open(os.path.join(directory, name), "w") as f:
+                json.dump(content, f, indent=2, sort_keys=True)
+                f.write("\n")
 
 
 def _split_qkv(state_dict: StateDict) -> StateDict:

@@ -31,6 +31,10 @@ _C.MODEL.NUM_CLASSES = 91
 # Checkpoints do not store it: a model evaluated or fine-tuned in the other space
 # than it was trained in gets every category wrong.
 _C.MODEL.LABEL_SPACE = "contiguous"
+# The name of each label, in label order (NUM_CLASSES names); empty: the names the checkpoint
+# stores (the trainer saves those of DATASETS.TRAIN), else DATASETS.TEST[0]'s categories
+# (ddetr_plugin/data/class_names.py). Converted HF models get their id2label here.
+_C.MODEL.CLASS_NAMES = []
 # RGB, 0-255 (ImageNet statistics, as the official transforms)
 _C.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
 _C.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
@@ -159,6 +163,9 @@ _C.SOLVER.CHECKPOINT_PERIOD = 5000
 # keep only the newest N periodic checkpoints model_<iter>.pth (model_final.pth is
 # always kept); 0 keeps them all
 _C.SOLVER.MAX_TO_KEEP = 0
+# also write the final weights as OUTPUT_DIR/model_final.safetensors (no pickle; the config
+# and class names in its metadata), loadable with MODEL.WEIGHTS
+_C.SOLVER.SAVE_SAFETENSORS = False
 # iterations between log lines and training records in metrics.json
 _C.SOLVER.LOG_PERIOD = 20
 # DDP's find_unused_parameters: needed only if some trainable parameter gets no

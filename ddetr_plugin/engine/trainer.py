@@ -19,6 +19,7 @@ import contextlib
 import datetime
 import logging
 import math
+import os
 import re
 import statistics
 import time
@@ -32,6 +33,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint.checkpointer import Checkpointer, non_finite_tensors
+from ..checkpoint.safetensors_file import save_safetensors
 from ..utils import comm
 from .ema import ModelEMA
 from .metrics import IterationTimer, MetricsWriter, current_memory_mb
@@ -69,6 +71,10 @@ class Trainer:
         amp_dtype: None (float32), torch.bfloat16 or torch.float16 (with a GradScaler).
         ema_decay: keep an EMA of the weights (used for evaluation) with this decay; None: no EMA.
         find_unused_parameters: passed to DDP (needed when some trainable parameter gets no gradient).
+        class_names: the name of every label, saved in each checkpoint ("class_names") so that
+            conversions and the demo name the classes.
+        final_safetensors_config: when given (the config YAML), the final weights are also written as
+            ``model_final.safetensors`` with this config and the class names in its metadata.
     """
 
     def __init__(
@@ -89,6 +95,8 @@ class Trainer:
         amp_dtype: Optional[torch.dtype] = None,
         ema_decay: Optional[float] = None,
         find_unused_parameters: bool = False,
+        class_names: Optional[List[str]] = None,
+        final_safetensors_config: Optional[str] = None,
     ):
         if max_iter < 1:
             raise ValueError(f"SOLVER.MAX_ITER must be >= 1, got {max_iter}")
@@ -111,6 +119,8 @@ class Trainer:
         self.eval_period = eval_period
         self.log_period = max(1, log_period)
         self.clip_max_norm = clip_max_norm
+        self.class_names = list(class_names) if class_names is not None else None
+        self.final_safetensors_config = final_safetensors_config
         self.amp_dtype = amp_dtype
         self.scaler = torch.amp.GradScaler(self.device.type) if amp_dtype == torch.float16 else None
         # after the DDP wrap, which gave every process rank 0's weights
@@ -139,6 +149,7 @@ class Trainer:
         The data loader is this process's share of DATASETS.TRAIN; evaluation covers DATASETS.TEST.
         """
         from ..data import build_train_loader  # the engine ties data in; the loop itself needs none
+        from ..data.class_names import training_class_names
         from .evaluation import DatasetsEvaluation
 
         optimizer = build_optimizer(cfg, model)
@@ -162,6 +173,8 @@ class Trainer:
             amp_dtype=AMP_DTYPES[amp.DTYPE] if amp.ENABLED else None,
             ema_decay=cfg.SOLVER.EMA.DECAY if cfg.SOLVER.EMA.ENABLED else None,
             find_unused_parameters=cfg.SOLVER.DDP_FIND_UNUSED_PARAMETERS,
+            class_names=training_class_names(cfg),
+            final_safetensors_config=cfg.dump() if cfg.SOLVER.SAVE_SAFETENSORS else None,
         )
 
     # ------------------------------------------------------------------ resume
@@ -218,6 +231,7 @@ class Trainer:
                     self.after_step()
                 self._data_iter = None
                 self.save_checkpoint("model_final")
+                self._save_final_safetensors()
             self.last_results = self.evaluate()
         finally:
             self.metrics.close()
@@ -331,9 +345,17 @@ class Trainer:
                 f"{', '.join(bad[:10])}; the previous checkpoint is left as it was"
             )
         rng_states = comm.all_gather(get_rng_state())
+        names = {} if self.class_names is None else {"class_names": self.class_names}
         self.checkpointer.save(name, iteration=self.iteration, rng_states=rng_states,
-                               skipped_steps=self.skipped_steps)
+                               skipped_steps=self.skipped_steps, **names)
         self.metrics.flush()
+
+    def _save_final_safetensors(self) -> None:
+        if self.final_safetensors_config is not None and self.output_dir and comm.is_main_process():
+            path = os.path.join(self.output_dir, "model_final.safetensors")
+            save_safetensors(path, self.module.state_dict(), config=self.final_safetensors_config,
+                             class_names=self.class_names)
+            logger.info("Saved the final weights as %s", path)
 
     def evaluate(self) -> Dict[str, Dict[str, Dict[str, float]]]:
         """Run ``eval_fn`` (on the EMA weights when EMA is on) and record the results in metrics.json."""

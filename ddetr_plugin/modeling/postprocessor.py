@@ -63,13 +63,31 @@ class DetectionPostProcessor(nn.Module):
             xyxy in pixels of ``target_sizes``, K = min(num_detections, Q * C) (fewer after NMS).
         """
         logits, pred_boxes = outputs["pred_logits"], outputs["pred_boxes"]
-        batch, num_queries, num_classes = logits.shape
+        batch = logits.shape[0]
         sizes = torch.as_tensor(target_sizes, device=pred_boxes.device)
         if sizes.shape != (batch, 2):
             raise ValueError(
                 f"DetectionPostProcessor: target_sizes must have shape ({batch}, 2) rows (height, width), "
                 f"got {tuple(sizes.shape)}"
             )
+        scores, labels, boxes = self.top_k(logits, pred_boxes, sizes)
+        results = [{"scores": s, "labels": l, "boxes": b} for s, l, b in zip(scores, labels, boxes)]
+        if self.nms_threshold > 0:
+            results = [self._nms(r) for r in results]
+        return results
+
+    def top_k(
+        self, logits: torch.Tensor, pred_boxes: torch.Tensor, sizes: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batched top-k without NMS (what an exported graph runs).
+
+        Args:
+            logits: (B, Q, C); pred_boxes: (B, Q, 4) normalized cxcywh; sizes: (B, 2) (height, width).
+
+        Returns:
+            scores (B, K) decreasing, labels (B, K) int64, boxes (B, K, 4) xyxy pixels of ``sizes``.
+        """
+        batch, num_queries, num_classes = logits.shape
         num_keep = min(self.num_detections, num_queries * num_classes)
         scores, flat_idx = logits.sigmoid().reshape(batch, -1).topk(num_keep, dim=1)
         query_idx = flat_idx // num_classes
@@ -79,10 +97,7 @@ class DetectionPostProcessor(nn.Module):
         boxes = torch.gather(boxes, 1, query_idx.unsqueeze(-1).expand(-1, -1, 4))
         height, width = sizes.unbind(1)
         boxes = boxes * torch.stack([width, height, width, height], dim=1)[:, None, :]
-        results = [{"scores": s, "labels": l, "boxes": b} for s, l, b in zip(scores, labels, boxes)]
-        if self.nms_threshold > 0:
-            results = [self._nms(r) for r in results]
-        return results
+        return scores, labels, boxes
 
     def _nms(self, result: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """``result`` without the detections NMS drops; order (decreasing score) kept."""

@@ -1,9 +1,10 @@
-"""Detections as JSON-ready records and drawn onto images (torchvision's drawing utilities)."""
+"""Detections as JSON-ready records and drawn onto images."""
 import colorsys
 from typing import Dict, List, Optional, Sequence
 
 import torch
-from torchvision.utils import draw_bounding_boxes
+
+from .drawing import Canvas
 
 
 def class_name(label: int, class_names: Optional[Sequence[str]]) -> str:
@@ -43,14 +44,16 @@ def label_color(label: int) -> tuple:
     return tuple(int(round(255 * channel)) for channel in colorsys.hsv_to_rgb(hue, 0.85, 0.95))
 
 
-def draw_detections(image: torch.Tensor, records: Sequence[dict], line_width: int = 2) -> torch.Tensor:
-    """``image`` (3, H, W) uint8 with each record's box (clipped to the image) and "name score" drawn."""
-    if not records:
-        return image.clone()
-    height, width = image.shape[-2:]
-    boxes = torch.tensor([record["bbox_xyxy"] for record in records], dtype=torch.float32)
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width - 1)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height - 1)
-    labels = [f"{record['name']} {record['score']:.2f}" for record in records]
-    colors = [label_color(record["label"]) for record in records]
-    return draw_bounding_boxes(image, boxes, labels=labels, colors=colors, width=line_width)
+def draw_detections(image: torch.Tensor, records: Sequence[dict]) -> torch.Tensor:
+    """``image`` (3, H, W) uint8 with each record's box (clipped to the image) and "name score" drawn.
+
+    Returns (3, H * s, W * s) uint8: images with a short side under 512 pixels are enlarged by a
+    whole factor s so that the labels are readable (``drawing.Canvas``); s is 1 otherwise.
+    """
+    canvas = Canvas(image)
+    # lowest score first, so the best detection's box and label end up on top
+    for record in reversed(records):
+        color = label_color(record["label"])
+        canvas.box(record["bbox_xyxy"], color)
+        canvas.label(f"{record['name']} {record['score']:.2f}", record["bbox_xyxy"][:2], color)
+    return canvas.to_tensor()

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from ddetr_plugin.checkpoint.safetensors_file import load_safetensors
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CONFIG = """
 IMPORTS: [tests.engine.tiny_shapes]
@@ -69,7 +71,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_two_processes_end_where_one_ends(run_dir):
-    _run(run_dir, "one", "SOLVER.CHECKPOINT_PERIOD", "0")
+    _run(run_dir, "one", "SOLVER.CHECKPOINT_PERIOD", "0", "SOLVER.SAVE_SAFETENSORS", "True")
     _run(run_dir, "two", "--num-gpus", "2", "SOLVER.CHECKPOINT_PERIOD", "0")
     assert "Rank 0 of 2" in (run_dir / "two" / "log.txt").read_text()
     one, two = _weights(run_dir / "one" / "model_final.pth"), _weights(run_dir / "two" / "model_final.pth")
@@ -78,6 +80,13 @@ def test_two_processes_end_where_one_ends(run_dir):
     # it trained: the class bias left its initial prior -log((1 - 0.01) / 0.01)
     initial_bias = torch.full_like(one["class_embed.0.bias"], -math.log(99))
     assert (one["class_embed.0.bias"] - initial_bias).abs().max() > 1e-4
+    # the training set's class names travel in the checkpoint, and the final weights as safetensors too
+    final = torch.load(run_dir / "one" / "model_final.pth", weights_only=True)
+    assert final["class_names"] == ["circle", "square", "triangle", "cross"]
+    exported = load_safetensors(str(run_dir / "one" / "model_final.safetensors"))
+    assert exported["class_names"] == final["class_names"] and "SAVE_SAFETENSORS: true" in exported["config"]
+    for key, value in one.items():
+        assert torch.equal(exported["model"][key], value), key
 
 
 @pytest.mark.slow

@@ -187,3 +187,20 @@ def test_finite_loader_is_restarted_at_the_current_iteration(tmp_path):
     trainer = make_trainer(tmp_path, max_iter=5, checkpoint_period=0, stream=two_batches)
     trainer.train()
     assert starts == [0, 2, 4]
+
+
+def test_checkpoints_carry_the_class_names_and_final_safetensors(tmp_path):
+    from ddetr_plugin.checkpoint.safetensors_file import load_safetensors
+
+    names = ["circle", "square"]
+    trainer = make_trainer(tmp_path, max_iter=3, class_names=names, final_safetensors_config="SEED: 7\n")
+    trainer.train()
+    for name in ("model_0000002.pth", "model_final.pth"):
+        assert torch.load(tmp_path / name, weights_only=True)["class_names"] == names
+    final = load_safetensors(str(tmp_path / "model_final.safetensors"))
+    assert final["class_names"] == names and final["config"] == "SEED: 7\n"
+    for key, value in trainer.module.state_dict().items():
+        assert torch.equal(final["model"][key], value), key
+    # off by default
+    make_trainer(tmp_path / "plain", max_iter=1).train()
+    assert not (tmp_path / "plain" / "model_final.safetensors").exists()

@@ -1,5 +1,6 @@
 """tools/demo.py: JSON and PNG per image with a tiny model, names from the dataset metadata."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -69,8 +70,10 @@ def test_json_and_png_for_each_image(tmp_path, setup):
         assert [d["label"] for d in detections] == expected["labels"].tolist()
 
         drawn = torch.from_numpy(np.array(Image.open(tmp_path / "out" / f"{stem}.png"))).permute(2, 0, 1)
-        assert drawn.shape == (3, height, width)
-        assert not torch.equal(drawn, read_image(path))  # boxes were drawn
+        scale = math.ceil(512 / min(height, width))  # small images are drawn enlarged, for readable labels
+        assert drawn.shape == (3, height * scale, width * scale)
+        plain = read_image(path).repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+        assert not torch.equal(drawn, plain)  # boxes were drawn
 
 
 def test_threshold_and_fallback_names(tmp_path, setup):
@@ -122,3 +125,22 @@ def test_names_follow_the_label_space(tmp_path, setup):
     with pytest.raises(ValueError, match="MODEL.LABEL_SPACE must be one of 'contiguous', 'category_id', got 'ids'"):
         demo.main(["--config", config, "--input", paths[0], "--output", str(tmp_path), "MODEL.LABEL_SPACE", "ids",
                    "DATASETS.TEST", "[]"])
+
+
+def test_names_from_the_config_then_the_checkpoint_then_the_dataset(tmp_path, setup):
+    config, model, paths = setup
+    demo = load_tool("demo")
+    stored = ["s0", "s1", "s2", "s3", "s4"]
+    torch.save({"model": model.state_dict(), "class_names": stored}, tmp_path / "trained.pth")
+
+    def names(*opts):
+        out = tmp_path / f"out{len(list(tmp_path.iterdir()))}"
+        demo.main(["--config", config, "--input", paths[0], "--output", str(out), "--threshold", "0",
+                   "MODEL.WEIGHTS", str(tmp_path / "trained.pth"), *opts])
+        return {d["label"]: d["name"] for d in json.loads((out / "a.json").read_text())["detections"]}
+
+    assert all(name == stored[label] for label, name in names().items())  # the checkpoint's, over the dataset's
+    own = ["c0", "c1", "c2", "c3", "c4"]
+    assert all(name == own[label] for label, name in names("MODEL.CLASS_NAMES", str(own)).items())
+    with pytest.raises(ValueError, match="MODEL.CLASS_NAMES has 2 names but MODEL.NUM_CLASSES is 5"):
+        names("MODEL.CLASS_NAMES", "['a', 'b']")

@@ -34,6 +34,7 @@ from ddetr_plugin.registry import (
 )
 
 from ..transformer import MLP, DecoderOutput, DecoderQueries, DeformableTransformer, Linear, apply_box_delta
+from .intermediates import collect_intermediates
 
 CLASS_PRIOR_PROB = 0.01  # initial foreground probability of every class logit
 
@@ -263,23 +264,31 @@ class DeformableDETR(nn.Module):
         return targets
 
     # ------------------------------------------------------------------ network
-    def forward_raw(self, images: torch.Tensor, padding_mask: torch.Tensor) -> dict[str, Any]:
+    def forward_raw(
+        self, images: torch.Tensor, padding_mask: torch.Tensor, return_intermediates: bool = False
+    ) -> dict[str, Any]:
         """The network on a normalized, padded batch.
 
         Args:
             images: (B, 3, H, W) normalized.
             padding_mask: (B, H, W) bool, True on padding.
+            return_intermediates: add "intermediates" (see ``collect_intermediates``): per decoder
+                layer the hidden states and reference points, per encoder and decoder layer the
+                sampling locations and attention weights of the deformable attention.
 
         Returns:
             "pred_logits" (B, Q, C), "pred_boxes" (B, Q, 4) normalized cxcywh (relative to each
             unpadded image), "aux_outputs" (such dicts for decoder layers 0..D-2; empty without
             aux_loss), "enc_outputs" ({"pred_logits" (B, S, C), "pred_boxes" (B, S, 4)} of the
-            encoder proposals with two-stage, else None).
+            encoder proposals with two-stage, else None), and "intermediates" when asked.
         """
+        # None: the attention layers keep no reference to their sampling (the default costs nothing)
+        encoder_sampling = [] if return_intermediates else None
+        decoder_sampling = [] if return_intermediates else None
         features = self.backbone(images)
         srcs, masks, pos_embeds = self.prepare_levels(features, padding_mask)
         levels = self.transformer.flatten(srcs, masks, pos_embeds)
-        memory = self.transformer.encode(levels)
+        memory = self.transformer.encode(levels, record=encoder_sampling)
         if self.two_stage:
             queries = self.transformer.select_queries(
                 memory, levels, proposal_class_head=self.class_embed[-1], proposal_box_head=self.bbox_embed[-1]
@@ -287,9 +296,13 @@ class DeformableDETR(nn.Module):
         else:
             queries = self.transformer.select_queries(memory, levels, query_embed=self.query_embed.weight)
         decoded = self.transformer.decode(
-            queries, memory, levels, bbox_embed=self.bbox_embed if self.with_box_refine else None
+            queries, memory, levels, bbox_embed=self.bbox_embed if self.with_box_refine else None,
+            record=decoder_sampling,
         )
-        return self.predict(decoded, queries)
+        outputs = self.predict(decoded, queries)
+        if return_intermediates:
+            outputs["intermediates"] = collect_intermediates(levels, decoded, encoder_sampling, decoder_sampling)
+        return outputs
 
     def prepare_levels(
         self, features: dict[str, torch.Tensor], padding_mask: torch.Tensor

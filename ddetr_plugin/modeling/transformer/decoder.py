@@ -81,6 +81,7 @@ class DeformableTransformerDecoderLayer(nn.Module):
         spatial_shapes: torch.Tensor,
         level_start_index: torch.Tensor,
         memory_padding_mask: Optional[torch.Tensor] = None,
+        record: Optional[list] = None,
     ) -> torch.Tensor:
         """Update the queries.
 
@@ -91,6 +92,7 @@ class DeformableTransformerDecoderLayer(nn.Module):
             memory: (N, S, C) encoder output.
             spatial_shapes: (L, 2) int64; level_start_index: (L,) int64.
             memory_padding_mask: (N, S) bool, True on padding.
+            record: a list the cross-attention appends its sampling to (see ``MSDeformAttn``).
 
         Returns:
             (N, Q, C).
@@ -99,7 +101,8 @@ class DeformableTransformerDecoderLayer(nn.Module):
         attended = self.self_attn(query_key, query_key, target, need_weights=False)[0]
         target = self.norm2(target + self.dropout2(attended))
         attended = self.cross_attn(
-            target + query_pos, reference_points, memory, spatial_shapes, level_start_index, memory_padding_mask
+            target + query_pos, reference_points, memory, spatial_shapes, level_start_index, memory_padding_mask,
+            record=record,
         )
         target = self.norm1(target + self.dropout1(attended))
         hidden = self.dropout3(self.activation(self.linear1(target)))
@@ -125,6 +128,7 @@ class DeformableTransformerDecoder(nn.Module):
         valid_ratios: torch.Tensor,
         memory_padding_mask: Optional[torch.Tensor] = None,
         bbox_embed: Optional[Sequence[nn.Module]] = None,
+        record: Optional[list] = None,
     ) -> DecoderOutput:
         """Run all layers.
 
@@ -140,6 +144,7 @@ class DeformableTransformerDecoder(nn.Module):
             bbox_embed: one box head per layer for iterative refinement, or None
                 (references stay fixed). Modules are used, not owned: they belong
                 to the caller (the detector's ``bbox_embed``).
+            record: when a list, each layer appends the sampling of its cross-attention (``MSDeformAttn``).
 
         Returns:
             DecoderOutput(hidden_states (D, N, Q, C), reference_points: D tensors).
@@ -157,7 +162,8 @@ class DeformableTransformerDecoder(nn.Module):
             ratios = valid_ratios_box if reference_points.shape[-1] == 4 else valid_ratios
             level_references = reference_points[:, :, None] * ratios[:, None]
             output = layer(
-                output, query_pos, level_references, memory, spatial_shapes, level_start_index, memory_padding_mask
+                output, query_pos, level_references, memory, spatial_shapes, level_start_index, memory_padding_mask,
+                record,
             )
             hidden_states.append(output)
             references.append(reference_points)

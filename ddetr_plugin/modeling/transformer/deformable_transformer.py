@@ -219,8 +219,8 @@ class DeformableTransformer(nn.Module):
             shapes=shapes,
         )
 
-    def encode(self, levels: FlatLevels) -> torch.Tensor:
-        """The encoder memory (N, S, C)."""
+    def encode(self, levels: FlatLevels, record: Optional[list] = None) -> torch.Tensor:
+        """The encoder memory (N, S, C); ``record``: see ``DeformableTransformerEncoder``."""
         return self.encoder(
             levels.src,
             levels.pos,
@@ -229,6 +229,7 @@ class DeformableTransformer(nn.Module):
             levels.valid_ratios,
             levels.padding_mask,
             shapes=levels.shapes,
+            record=record,
         )
 
     def select_queries(
@@ -283,8 +284,10 @@ class DeformableTransformer(nn.Module):
         memory: torch.Tensor,
         levels: FlatLevels,
         bbox_embed: Optional[Sequence[nn.Module]] = None,
+        record: Optional[list] = None,
     ) -> DecoderOutput:
-        """Run the decoder; ``bbox_embed`` (one head per layer) enables box refinement."""
+        """Run the decoder; ``bbox_embed`` (one head per layer) enables box refinement; ``record``:
+        see ``DeformableTransformerDecoder``."""
         return self.decoder(
             queries.target,
             queries.query_pos,
@@ -295,6 +298,7 @@ class DeformableTransformer(nn.Module):
             levels.valid_ratios,
             levels.padding_mask,
             bbox_embed=bbox_embed,
+            record=record,
         )
 
     def forward(

@@ -32,9 +32,11 @@ def encoder_reference_points(
     device = valid_ratios.device
     per_level = []
     for level, (height, width) in enumerate(spatial_shapes):
+        # pixel centres 0.5 .. size - 0.5 (the official's linspace, exactly); arange keeps the size
+        # symbolic under torch.export, where linspace's step count would be fixed to the example's
         ref_y, ref_x = torch.meshgrid(
-            torch.linspace(0.5, height - 0.5, height, dtype=torch.float32, device=device),
-            torch.linspace(0.5, width - 0.5, width, dtype=torch.float32, device=device),
+            torch.arange(height, dtype=torch.float32, device=device) + 0.5,
+            torch.arange(width, dtype=torch.float32, device=device) + 0.5,
             indexing="ij",
         )
         ref_y = ref_y.reshape(1, -1) / (valid_ratios[:, None, level, 1] * height)
@@ -87,11 +89,14 @@ class DeformableTransformerEncoderLayer(nn.Module):
         spatial_shapes: torch.Tensor,
         level_start_index: torch.Tensor,
         padding_mask: Optional[torch.Tensor] = None,
+        record: Optional[list] = None,
     ) -> torch.Tensor:
-        """(N, S, C) -> (N, S, C); ``reference_points`` (N, S, L, 2), ``padding_mask`` (N, S)."""
+        """(N, S, C) -> (N, S, C); ``reference_points`` (N, S, L, 2), ``padding_mask`` (N, S);
+        ``record``: a list the attention appends its sampling to (see ``MSDeformAttn``)."""
         # The residual sums are added in place into tensors created here: over all S positions each fresh
         # buffer costs as much as the addition itself on CPU (autograd needs neither overwritten value).
-        attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask)
+        attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, level_start_index, padding_mask,
+                                  record=record)
         src = self.norm1(self.dropout1(attended).add_(src))
         hidden = self.dropout2(self.activation(self.linear1(src)))
         return self.norm2(self.dropout3(self.linear2(hidden)).add_(src))
@@ -114,6 +119,7 @@ class DeformableTransformerEncoder(nn.Module):
         valid_ratios: torch.Tensor,
         padding_mask: Optional[torch.Tensor] = None,
         shapes: Optional[Sequence[tuple[int, int]]] = None,
+        record: Optional[list] = None,
     ) -> torch.Tensor:
         """Encode the flattened levels.
 
@@ -125,6 +131,7 @@ class DeformableTransformerEncoder(nn.Module):
             valid_ratios: (N, L, 2) valid fraction (w, h) per level.
             padding_mask: (N, S) bool, True on padding.
             shapes: ``spatial_shapes`` as Python ints; read from the tensor when omitted.
+            record: when a list, each layer appends the sampling its attention used (``MSDeformAttn``).
 
         Returns:
             memory (N, S, C).
@@ -135,5 +142,5 @@ class DeformableTransformerEncoder(nn.Module):
         reference_points = encoder_reference_points(shapes, valid_ratios)
         output = src
         for layer in self.layers:
-            output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask)
+            output = layer(output, pos, reference_points, spatial_shapes, level_start_index, padding_mask, record)
         return output

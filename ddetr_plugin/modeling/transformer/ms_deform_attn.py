@@ -87,6 +87,7 @@ class MSDeformAttn(nn.Module):
         spatial_shapes: torch.Tensor,
         level_start_index: torch.Tensor,
         input_padding_mask: Optional[torch.Tensor] = None,
+        record: Optional[list] = None,
     ) -> torch.Tensor:
         """Attend from each query around its reference point.
 
@@ -99,6 +100,9 @@ class MSDeformAttn(nn.Module):
             spatial_shapes: (L, 2) int64 rows (H_l, W_l).
             level_start_index: (L,) int64 first position of each level in S.
             input_padding_mask: (N, S) bool, True on padding; those values read as 0.
+            record: when a list, ``{"sampling_locations": (N, Lq, M, L, P, 2), "attention_weights":
+                (N, Lq, M, L, P)}``, the very tensors the op consumes, is appended to it (for
+                inspection; None, the default, keeps no reference to them).
 
         Returns:
             (N, Lq, C).
@@ -142,12 +146,15 @@ class MSDeformAttn(nn.Module):
                 "MSDeformAttn: reference_points must be (N, Lq, L, 2) or (N, Lq, L, 4), "
                 f"got shape {tuple(reference_points.shape)}"
             )
+        sampling_locations, weights = sampling_locations.to(value.dtype), weights.to(value.dtype)
+        if record is not None:
+            record.append({"sampling_locations": sampling_locations, "attention_weights": weights})
         output = multi_scale_deformable_attention(
             value,
             spatial_shapes,
             level_start_index,
-            sampling_locations.to(value.dtype),
-            weights.to(value.dtype),
+            sampling_locations,
+            weights,
             im2col_step=self.im2col_step,
             backend=self.backend,
         )

@@ -40,9 +40,10 @@ def encoder_output_proposals(
     device = memory.device
     per_level = []
     for level, (height, width) in enumerate(spatial_shapes):
+        # arange equals the official's linspace(0, size - 1, size) and keeps the size symbolic under torch.export
         grid_y, grid_x = torch.meshgrid(
-            torch.linspace(0, height - 1, height, dtype=torch.float32, device=device),
-            torch.linspace(0, width - 1, width, dtype=torch.float32, device=device),
+            torch.arange(height, dtype=torch.float32, device=device),
+            torch.arange(width, dtype=torch.float32, device=device),
             indexing="ij",
         )
         grid = torch.stack([grid_x, grid_y], dim=-1)  # (H, W, 2)
