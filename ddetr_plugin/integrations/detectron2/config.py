@@ -59,7 +59,7 @@ def add_deformable_detr_config(cfg: CfgNode) -> None:
     defaults = get_ddetr_cfg()
     cfg.MODEL.DEFORMABLE_DETR = CfgNode()
     for key in ADDED_KEYS:
-        set_config_value(cfg, key, _copy(config_value(defaults, KEY_MAP[key])), new_allowed=True)
+        set_config_value(cfg, key, copy_config_value(config_value(defaults, KEY_MAP[key])), new_allowed=True)
     cfg.MODEL.DEFORMABLE_DETR.IN_FEATURES = ["res3", "res4", "res5"]
     cfg.SOLVER.OPTIMIZER = "ADAMW"
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
@@ -78,14 +78,14 @@ def to_ddetr_cfg(cfg: CfgNode) -> CfgNode:
                        "ddetr_plugin.integrations.detectron2.add_deformable_detr_config(cfg) before merging the YAML")
     ours = get_ddetr_cfg()
     for theirs, key in KEY_MAP.items():
-        set_config_value(ours, key, _copy(config_value(cfg, theirs)))
+        set_config_value(ours, key, copy_config_value(config_value(cfg, theirs)))
     if not cfg.SOLVER.CLIP_GRADIENTS.ENABLED:
         ours.SOLVER.CLIP_MAX_NORM = 0.0
     ours.freeze()
     return ours
 
 
-def _copy(value):
+def copy_config_value(value):
     """A deep copy, config subtrees as detectron2's ``CfgNode`` (a subclass of fvcore's, which ours are) and
     tuples (detectron2's list values) as lists (ours)."""
     if isinstance(value, fvcore_config.CfgNode):

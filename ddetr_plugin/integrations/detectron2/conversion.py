@@ -23,7 +23,7 @@ from ddetr_plugin.data import DatasetError, UnknownDatasetError, get_metadata
 from ddetr_plugin.data.label_space import CATEGORY_ID, CONTIGUOUS
 from ddetr_plugin.utils.file_io import atomic_write
 
-from .config import KEY_MAP, _copy, add_deformable_detr_config
+from .config import KEY_MAP, add_deformable_detr_config, copy_config_value
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def to_detectron2(state_dict: StateDict, cfg) -> tuple[StateDict, CfgNode]:
     d2_cfg = get_detectron2_cfg()
     add_deformable_detr_config(d2_cfg)
     for theirs, ours in KEY_MAP.items():
-        set_config_value(d2_cfg, theirs, _copy(config_value(cfg, ours)))
+        set_config_value(d2_cfg, theirs, copy_config_value(config_value(cfg, ours)))
     d2_cfg.MODEL.META_ARCHITECTURE = "DeformableDETR"
     _set_resnet(d2_cfg, cfg)
     d2_cfg.MODEL.DEFORMABLE_DETR.IN_FEATURES = [STAGE_NAMES[name]
@@ -71,7 +71,7 @@ def from_detectron2(d2_state_dict: StateDict, d2_cfg: CfgNode) -> ConvertedCheck
         ValueError: a backbone with no equivalent in ours, or weights that are not ``d2_cfg``'s model.
     """
     state_dict = DETECTRON2_TABLE.rename_to_ours(d2_state_dict)
-    values = {ours: _copy(config_value(d2_cfg, theirs)) for theirs, ours in KEY_MAP.items()}
+    values = {ours: copy_config_value(config_value(d2_cfg, theirs)) for theirs, ours in KEY_MAP.items()}
     values.update(_resnet_values(d2_cfg))
     values["INPUT.RANDOM_FLIP"] = d2_cfg.INPUT.RANDOM_FLIP == "horizontal"
     values["SOLVER.CLIP_MAX_NORM"] = d2_cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE if d2_cfg.SOLVER.CLIP_GRADIENTS.ENABLED else 0.0

@@ -3,14 +3,13 @@ and outputs, detectron2 backbones and our registries chosen by name."""
 import pytest
 import torch
 
-from .helpers import VARIANTS, perturbed_models, tiny_cfg  # noqa: I001  (skips without detectron2)
+from .helpers import VARIANTS, perturbed_models  # noqa: I001  (skips without detectron2)
 
 from detectron2.layers import ShapeSpec as D2ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_model
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
-from ddetr_plugin.integrations.detectron2.conversion import to_detectron2
 from ddetr_plugin.modeling.postprocessor import DetectionPostProcessor
 from ddetr_plugin.registry import POSTPROCESSOR_REGISTRY
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from .helpers import perturbed_models, register_tiny_shapes, tiny_cfg  # noqa: I001  (skips without detectron2)
+from .helpers import register_tiny_shapes, tiny_cfg  # noqa: I001  (skips without detectron2)
 
 from detectron2.data import transforms as T
 
@@ -76,11 +76,15 @@ def test_optimizer_has_the_official_groups_and_clips_the_whole_model(tmp_path):
     assert all(not torch.equal(b, p) for b, p in zip(before, parameters))
 
 
-def test_full_model_clipping_is_unscaled_before_clipping_under_a_grad_scaler():
-    parameter = torch.nn.Parameter(torch.zeros(3))
-    optimizer = with_full_model_clipping(torch.optim.AdamW, 0.5)([parameter], lr=0.1, fused=True)
-    assert type(optimizer).__name__ == "AdamWWithFullModelGradientClipping"
-    assert not optimizer._step_supports_amp_scaling  # a GradScaler then unscales before step
+def test_full_model_clipping_sees_unscaled_gradients_under_a_grad_scaler():
+    parameter = torch.nn.Parameter(torch.zeros(4))
+    optimizer = with_full_model_clipping(torch.optim.SGD, 0.5)([parameter], lr=1.0, fused=True)
+    assert type(optimizer).__name__ == "SGDWithFullModelGradientClipping"
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    scaler.scale((parameter * 3.0).sum()).backward()  # gradient norm 6, scaled by 1024
+    scaler.step(optimizer)
+    # clipped to 0.5 after unscaling; a fused step that unscales inside would move it by 0.5 / 1024
+    assert torch.linalg.vector_norm(parameter.detach()) == pytest.approx(0.5, rel=1e-4)
 
 
 def test_augmentation_is_flip_then_resize_or_resize_crop_resize(tmp_path):
