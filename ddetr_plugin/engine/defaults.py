@@ -20,7 +20,7 @@ CONFIG_DUMP_NAME = "config.yaml"
 
 
 def default_argument_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The flags of ``tools/train_net.py`` (DESIGN §6).
+    """The flags of ``tools/train_net.py``.
 
     ``--config-file`` (alias ``--config``), ``--num-gpus``, ``--num-machines``, ``--machine-rank``,
     ``--dist-url``, ``--resume``, ``--eval-only`` and trailing ``KEY VALUE`` config overrides (``opts``).
