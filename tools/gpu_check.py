@@ -36,10 +36,11 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/ops", "tests/tools/test_msda_baseline.py"]
+sys.path.insert(0, str(REPO_ROOT))  # benchmarks/ is the checkout's, not installed
+from benchmarks.tables import markdown_table  # noqa: E402
+
+TESTS = ["tests/ops", "tests/benchmarks/test_msda_baseline.py"]
 TESTS_LEFT_TO_CI = ["tests/ops/triton/test_interpreter.py"]
 OP_DTYPES = ("float32", "bfloat16")
 # Longest each step may take, in seconds, within what is left of --budget-s.
