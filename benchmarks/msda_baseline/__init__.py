@@ -6,7 +6,8 @@ baseline our kernels in csrc/cuda/ and ddetr_plugin/ops/triton/ are timed agains
 part of the package build: ``load_baseline()`` compiles it just in time with
 ``torch.utils.cpp_extension.load`` into torch's extensions cache (``TORCH_EXTENSIONS_DIR``,
 default ``~/.cache/torch_extensions``), for the visible GPUs' architectures unless
-``TORCH_CUDA_ARCH_LIST`` names others. The CUDA toolkit is found as setup.py finds it. The first call compiles; later ones reuse the cached build.
+``TORCH_CUDA_ARCH_LIST`` names others. The CUDA toolkit is found as setup.py finds it. The first
+call compiles; later ones reuse the cached build.
 """
 import functools
 import importlib.util
