@@ -5,7 +5,7 @@ import pytest
 
 from ddetr_plugin.ops.triton import interpreter_active
 
-from .benchmark_tools import load_benchmark_tool
+from tests._support.tool_scripts import load_benchmark_tool
 
 
 def test_backends_levels_and_json_are_accepted():

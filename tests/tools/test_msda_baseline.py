@@ -10,8 +10,8 @@ import torch
 
 from ddetr_plugin.ops import ms_deform_attn_pytorch
 
-from ..checkpoint.helpers import TOOLS
-from ..ops.inputs import make_inputs
+from tests._support.op_inputs import make_inputs
+from tests._support.paths import TOOLS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the baseline kernels are CUDA only")
 

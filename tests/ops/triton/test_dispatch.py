@@ -14,7 +14,7 @@ from ddetr_plugin.ops.auto_backend import CUDA_PREFERENCE, auto_candidates
 from ddetr_plugin.ops.ms_deform_attn import KERNEL_BACKENDS, resolve_backend
 from ddetr_plugin.ops.triton import interpreter_active
 
-from ..inputs import make_inputs
+from tests._support.op_inputs import make_inputs
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ....tools.benchmark_tools import load_benchmark_tool
+from tests._support.tool_scripts import load_benchmark_tool
 
 LEVELS = ((6, 8), (3, 4))
 
