@@ -16,10 +16,3 @@ def load_tool(name: str) -> ModuleType:
         sys.modules[module_name] = module
     return sys.modules[module_name]
 
-
-def load_benchmark_tool(name: str) -> ModuleType:
-    """tools/<name>.py with tools/ first on sys.path, for the sibling modules the benchmark scripts import
-    (bench_tables, msda_baseline), as it is when a script runs from there."""
-    if str(TOOLS) not in sys.path:
-        sys.path.insert(0, str(TOOLS))
-    return load_tool(name)
