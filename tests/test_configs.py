@@ -1,12 +1,11 @@
 """Every YAML file under configs/ loads, and the official variants differ from the base as published."""
-from pathlib import Path
-
 import pytest
 
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling.backbone import ResNetBackbone
 
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+from tests._support.paths import CONFIGS
+
 # configs/detectron2/ holds detectron2 configs (tests/integrations/detectron2/test_configs.py)
 ALL_CONFIGS = sorted(path for path in CONFIGS.rglob("*.yaml") if "detectron2" not in path.parts)
 

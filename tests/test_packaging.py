@@ -3,11 +3,10 @@ import importlib.util
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests._support.paths import ROOT
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")

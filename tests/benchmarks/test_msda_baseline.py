@@ -8,7 +8,7 @@ import torch
 from benchmarks.msda_baseline import baseline_ms_deform_attn
 from ddetr_plugin.ops import ms_deform_attn_pytorch
 
-from ..ops.inputs import make_inputs
+from tests._support.op_inputs import make_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the baseline kernels are CUDA only")
 

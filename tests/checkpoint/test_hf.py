@@ -9,7 +9,8 @@ from ddetr_plugin.checkpoint.hf import hf_to_ours, load_hf_directory, ours_to_hf
 from ddetr_plugin.checkpoint.variant import ModelVariant
 from ddetr_plugin.modeling import build_model
 
-from .helpers import assert_same_tensors, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import tiny_cfg
+from tests._support.tiny_models import assert_same_tensors, perturbed_model
 
 pytest.importorskip("safetensors")
 

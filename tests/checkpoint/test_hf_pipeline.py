@@ -9,7 +9,9 @@ from PIL import Image, ImageDraw
 
 from ddetr_plugin.config import load_config
 
-from .helpers import dump_config, load_tool, perturbed_model
+from tests._support.tiny_configs import dump_config
+from tests._support.tiny_models import perturbed_model
+from tests._support.tool_scripts import load_tool
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("timm")  # HF's ResNet backbone
@@ -32,11 +34,9 @@ def _shapes_image(path, height, width, seed):
 
 
 @pytest.fixture(scope="module")
-def converted(tmp_path_factory):
+def converted(tmp_path_factory, single_thread_for_module):
     """(config, checkpoint, HF directory, images, demo detections per image) of a perturbed quick-start model
     trained, as it were, on shapes: its checkpoint stores the class names, as the trainer's do."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("hf_pipeline")
     # HF's postprocessing has no NMS: compare with ours off (TEST.NMS_THRESH 0.7 only removes detections).
     # A long-side cap above the resized 160 pixels of image b: where the cap binds, HF's long side can be a
@@ -62,7 +62,6 @@ def converted(tmp_path_factory):
     load_tool("convert_checkpoint").main(["--to", "hf", "--config", config, "--input", str(checkpoint),
                                           "--output", str(hf_dir)])
     yield config, checkpoint, str(hf_dir), images, demo
-    torch.set_num_threads(threads)
 
 
 def _threshold(detections):

@@ -19,7 +19,8 @@ from ddetr_plugin.checkpoint.mmdet import (
 )
 from ddetr_plugin.checkpoint.renaming import UnknownKeysError
 
-from .helpers import assert_same_tensors, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import tiny_cfg
+from tests._support.tiny_models import assert_same_tensors, perturbed_model
 
 
 @pytest.mark.parametrize("variant", ["plain", "box_refine", "two_stage"])

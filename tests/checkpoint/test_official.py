@@ -18,7 +18,9 @@ from ddetr_plugin.checkpoint.variant import ModelVariant
 from ddetr_plugin.config import get_cfg, load_config
 from ddetr_plugin.modeling import build_model
 
-from .helpers import assert_same_tensors, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import tiny_cfg
+from tests._support.tiny_models import assert_same_tensors, perturbed_model
+from tests._support.tool_scripts import load_tool
 
 
 def official_layout(state: dict, refine: bool, two_stage: bool) -> dict:

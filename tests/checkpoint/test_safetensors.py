@@ -9,8 +9,10 @@ from ddetr_plugin.checkpoint.safetensors_file import (CLASS_NAMES_KEY, load_safe
                                                       save_safetensors)
 from ddetr_plugin.modeling import build_model
 
-from ..tools.test_untrusted_checkpoints import Payload
-from .helpers import assert_same_tensors, dump_config, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import assert_same_tensors, perturbed_model
+from tests._support.tool_scripts import load_tool
+from tests._support.untrusted_pickles import Payload
 
 safetensors = pytest.importorskip("safetensors.torch")
 NAMES = ["ant", "bee", "cat", "dog", "eel"]

@@ -8,7 +8,7 @@ from ddetr_plugin.checkpoint.variant import (ModelVariant, config_with, infer_la
 from ddetr_plugin.config import get_cfg, load_config
 from ddetr_plugin.modeling import build_model
 
-from .helpers import VARIANTS, tiny_cfg
+from tests._support.tiny_configs import VARIANTS, tiny_cfg
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))

@@ -7,7 +7,7 @@ import torch
 from ddetr_plugin.data import (DatasetError, build_test_loader, build_train_loader, get_training_records,
                                register_coco_instances)
 
-from .helpers import coco_doc, write_image, write_json
+from tests._support.coco_files import coco_doc, write_image, write_json
 
 
 def _take(loader, count):

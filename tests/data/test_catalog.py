@@ -5,7 +5,7 @@ from ddetr_plugin.data import (DatasetError, ShapesSpec, UnknownDatasetError, da
                                get_metadata, list_datasets, register_builtin_datasets, register_coco_instances,
                                register_shapes, remove_dataset)
 
-from .helpers import coco_doc, write_json
+from tests._support.coco_files import coco_doc, write_json
 
 
 @pytest.fixture

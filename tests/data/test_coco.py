@@ -9,7 +9,7 @@ import pytest
 
 from ddetr_plugin.data import DatasetError, load_coco_json
 
-from .helpers import coco_doc, write_json
+from tests._support.coco_files import coco_doc, write_json
 
 
 def test_records_and_categories(tmp_path):

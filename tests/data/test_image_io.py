@@ -8,7 +8,7 @@ from PIL import Image
 
 from ddetr_plugin.data import DatasetError, read_image
 
-from .helpers import write_image
+from tests._support.coco_files import write_image
 
 
 def _palette_image(transparency: bool) -> Image.Image:

@@ -4,7 +4,7 @@ import pytest
 from ddetr_plugin.config import get_cfg
 from ddetr_plugin.data import LabelSpace, get_metadata, register_coco_instances, remove_dataset
 
-from .helpers import coco_doc, write_json
+from tests._support.coco_files import coco_doc, write_json
 
 SPARSE = "test_label_space_sparse"
 # ids 1, 3, 7 declared out of order: records number them 0, 1, 2 in id order

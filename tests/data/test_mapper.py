@@ -4,7 +4,7 @@ import torch
 
 from ddetr_plugin.data import DatasetError, DatasetMapper, get_dataset_dicts
 
-from .helpers import write_image
+from tests._support.coco_files import write_image
 
 
 def _record(tmp_path, annotations):

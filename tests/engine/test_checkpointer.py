@@ -9,6 +9,8 @@ from torch import nn
 
 from ddetr_plugin.checkpoint import CheckpointFormatError, Checkpointer, UnsafeCheckpointError, load_checkpoint_file
 
+from tests._support.untrusted_pickles import Payload
+
 LOGGER = "ddetr_plugin.checkpoint.checkpointer"
 
 
@@ -17,21 +19,6 @@ class Head(nn.Module):
         super().__init__()
         self.body = nn.Linear(8, 8)
         self.class_embed = nn.ModuleList(nn.Linear(8, num_classes) for _ in range(layers))
-
-
-def _touch(path):
-    """The payload of the malicious pickle: create a file."""
-    with open(path, "w") as f:
-        f.write("code ran")
-    return {}
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_touch, (self.marker,))
 
 
 def test_pickled_code_is_refused_and_never_runs(tmp_path):

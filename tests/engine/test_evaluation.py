@@ -8,7 +8,7 @@ from ddetr_plugin.config import get_cfg
 from ddetr_plugin.data import register_coco_instances, remove_dataset
 from ddetr_plugin.engine import DatasetsEvaluation, build_evaluator
 
-from ..evaluation.coco_data import CATEGORY_TO_LABEL, coco_results, direct_stats, model_outputs, write_ground_truth
+from tests._support.coco_detections import CATEGORY_TO_LABEL, coco_results, direct_stats, model_outputs, write_ground_truth
 
 DATASET = "test_engine_evaluation_gt"
 

@@ -13,7 +13,7 @@ from ddetr_plugin.engine import Trainer, get_param_groups, launch, seed_all
 from ddetr_plugin.engine.launch import distributed_env
 from ddetr_plugin.utils import comm
 
-from .fakes import TinyDetector, fake_stream
+from tests._support.fake_training import fake_stream, TinyDetector
 
 
 def _report(output_dir):

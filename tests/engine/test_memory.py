@@ -8,15 +8,15 @@ import statistics
 
 import pytest
 
-from .test_train_net import _run, run_dir  # noqa: F401 (the fixture)
+from tests._support.train_net_runs import run_train_net
 
 ITERATIONS, WARMUP = 300, 50
 
 
 @pytest.mark.slow
 def test_resident_memory_is_steady_after_warmup(run_dir):
-    _run(run_dir, "memory", "SOLVER.MAX_ITER", str(ITERATIONS), "SOLVER.STEPS", f"[{ITERATIONS - 50}]",
-         "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.MAX_TO_KEEP", "1", "SOLVER.LOG_PERIOD", "10", "DATALOADER.NUM_WORKERS", "1")
+    run_train_net(run_dir, "memory", "SOLVER.MAX_ITER", str(ITERATIONS), "SOLVER.STEPS", f"[{ITERATIONS - 50}]",
+                  "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.MAX_TO_KEEP", "1", "SOLVER.LOG_PERIOD", "10", "DATALOADER.NUM_WORKERS", "1")
     records = [json.loads(line) for line in (run_dir / "memory" / "metrics.json").read_text().splitlines()]
     rss = {r["iteration"]: r["rss_mb"] for r in records if "rss_mb" in r}
     assert max(rss) == ITERATIONS - 1, sorted(rss)

@@ -6,7 +6,7 @@ from ddetr_plugin.config import get_cfg
 from ddetr_plugin.engine import build_optimizer, get_param_groups
 from ddetr_plugin.modeling import build_model
 
-from .fakes import TinyDetector
+from tests._support.fake_training import TinyDetector
 
 
 def _groups_by_name(optimizer):

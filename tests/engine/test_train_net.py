@@ -4,65 +4,20 @@
 second checkpoint and resumed ends with the weights of an uninterrupted run; --eval-only writes its results;
 config mistakes stop before any work.
 """
-import importlib.util
 import math
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from ddetr_plugin.checkpoint.safetensors_file import load_safetensors
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY_CONFIG = """
-IMPORTS: [tests.engine.tiny_shapes]
-MODEL:
-  DEVICE: cpu
-  NUM_CLASSES: 4
-  NUM_QUERIES: 8
-  NUM_FEATURE_LEVELS: 2
-  BACKBONE: {DEPTH: 18, NORM: FrozenBN, OUT_FEATURES: [layer3, layer4]}
-  POSITION_ENCODING: {NUM_POS_FEATS: 16}
-  TRANSFORMER: {D_MODEL: 32, NHEADS: 2, ENC_LAYERS: 1, DEC_LAYERS: 2, DIM_FEEDFORWARD: 32, DROPOUT: 0.0,
-                ENC_N_POINTS: 2, DEC_N_POINTS: 2}
-INPUT:
-  MIN_SIZE_TRAIN: [48, 64]
-  MAX_SIZE_TRAIN: 64
-  MIN_SIZE_TEST: 64
-  MAX_SIZE_TEST: 64
-  CROP: {ENABLED: False}
-DATASETS: {TRAIN: [tiny_shapes_train], TEST: []}
-DATALOADER: {NUM_WORKERS: 0}
-SOLVER: {IMS_PER_BATCH: 4, BASE_LR: 0.001, MAX_ITER: 4, STEPS: [3], CHECKPOINT_PERIOD: 1, LOG_PERIOD: 1}
-"""
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    (tmp_path / "tiny.yaml").write_text(TINY_CONFIG)
-    return tmp_path
-
-
-def _command(run_dir, output, *extra):
-    return [sys.executable, str(ROOT / "tools" / "train_net.py"), "--config-file", str(run_dir / "tiny.yaml"),
-            *extra, "OUTPUT_DIR", str(run_dir / output)]
-
-
-def _env(run_dir):
-    return dict(os.environ, DDETR_DATASETS=str(run_dir / "datasets"), OMP_NUM_THREADS="1",
-                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-
-
-def _run(run_dir, output, *extra, timeout=240):
-    result = subprocess.run(_command(run_dir, output, *extra), cwd=ROOT, env=_env(run_dir), capture_output=True,
-                            text=True, timeout=timeout)
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
+from tests._support.paths import ROOT
+from tests._support.tool_scripts import load_tool
+from tests._support.train_net_runs import run_train_net, train_net_command, train_net_env
 
 
 def _weights(path):
@@ -71,8 +26,8 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_two_processes_end_where_one_ends(run_dir):
-    _run(run_dir, "one", "SOLVER.CHECKPOINT_PERIOD", "0", "SOLVER.SAVE_SAFETENSORS", "True")
-    _run(run_dir, "two", "--num-gpus", "2", "SOLVER.CHECKPOINT_PERIOD", "0")
+    run_train_net(run_dir, "one", "SOLVER.CHECKPOINT_PERIOD", "0", "SOLVER.SAVE_SAFETENSORS", "True")
+    run_train_net(run_dir, "two", "--num-gpus", "2", "SOLVER.CHECKPOINT_PERIOD", "0")
     assert "Rank 0 of 2" in (run_dir / "two" / "log.txt").read_text()
     one, two = _weights(run_dir / "one" / "model_final.pth"), _weights(run_dir / "two" / "model_final.pth")
     for key, value in one.items():
@@ -92,9 +47,9 @@ def test_two_processes_end_where_one_ends(run_dir):
 @pytest.mark.slow
 def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_dir):
     keep_one = ("SOLVER.MAX_TO_KEEP", "1")  # a checkpoint per iteration: keep the disk footprint small
-    _run(run_dir, "uninterrupted", *keep_one)
+    run_train_net(run_dir, "uninterrupted", *keep_one)
 
-    process = subprocess.Popen(_command(run_dir, "killed", *keep_one), cwd=ROOT, env=_env(run_dir), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(train_net_command(run_dir, "killed", *keep_one), cwd=ROOT, env=train_net_env(run_dir), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     last = run_dir / "killed" / "last_checkpoint"
     deadline = time.monotonic() + 180
@@ -108,24 +63,21 @@ def test_sigkill_then_resume_ends_like_an_uninterrupted_run(run_dir):
         process.wait()
     assert not (run_dir / "killed" / "model_final.pth").exists()
 
-    _run(run_dir, "killed", "--resume", *keep_one)
+    run_train_net(run_dir, "killed", "--resume", *keep_one)
     expected = _weights(run_dir / "uninterrupted" / "model_final.pth")
     actual = _weights(run_dir / "killed" / "model_final.pth")
     for key, value in expected.items():
         torch.testing.assert_close(actual[key], value, rtol=0, atol=1e-6, msg=key)
 
     # --eval-only on those weights writes the detections and prints the metrics
-    result = _run(run_dir, "eval", "--eval-only", "DATASETS.TEST", "['tiny_shapes_val']",
+    result = run_train_net(run_dir, "eval", "--eval-only", "DATASETS.TEST", "['tiny_shapes_val']",
                   "MODEL.WEIGHTS", str(run_dir / "killed" / "model_final.pth"))
     assert (run_dir / "eval" / "inference" / "coco_instances_results.json").is_file()
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in result.stdout
 
 
 def _train_net_module():
-    spec = importlib.util.spec_from_file_location("train_net", ROOT / "tools" / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("train_net")
 
 
 @pytest.mark.parametrize("extra, expected", [

@@ -10,7 +10,7 @@ from ddetr_plugin.checkpoint import Checkpointer
 from ddetr_plugin.engine import NonFiniteLossError, Trainer, get_param_groups, seed_all
 from ddetr_plugin.engine.scheduler import multistep_warmup_factor
 
-from .fakes import TinyDetector, fake_stream
+from tests._support.fake_training import fake_stream, TinyDetector
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from ddetr_plugin.evaluation import COCOEvaluator
 from ddetr_plugin.evaluation.coco_evaluation import SUMMARY_METRICS
 
-from .coco_data import CATEGORIES, CATEGORY_TO_LABEL, IMAGE_IDS, coco_results, direct_stats, model_outputs
+from tests._support.coco_detections import CATEGORIES, CATEGORY_TO_LABEL, IMAGE_IDS, coco_results, direct_stats, model_outputs
 
 
 def assert_same(value: float, expected: float) -> None:

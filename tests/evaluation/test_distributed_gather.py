@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from ddetr_plugin.evaluation import COCOEvaluator
 from ddetr_plugin.utils import comm
 
-from .coco_data import CATEGORY_TO_LABEL, IMAGE_IDS, model_outputs
+from tests._support.coco_detections import CATEGORY_TO_LABEL, IMAGE_IDS, model_outputs
 
 # Half the images each; rank 1 also repeats image 1, as a sampler padding its shard does.
 SHARDS = {0: [1, 2], 1: [5, 9, 1]}

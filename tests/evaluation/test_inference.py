@@ -8,7 +8,7 @@ from torch import nn
 from ddetr_plugin.evaluation import COCOEvaluator, DatasetEvaluator, inference_on_dataset
 from ddetr_plugin.evaluation.coco_evaluation import SUMMARY_METRICS
 
-from .coco_data import CATEGORY_TO_LABEL, IMAGE_IDS, coco_results, direct_stats, model_outputs
+from tests._support.coco_detections import CATEGORY_TO_LABEL, IMAGE_IDS, coco_results, direct_stats, model_outputs
 
 
 class ScriptedModel(nn.Module):

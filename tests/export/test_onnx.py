@@ -11,7 +11,9 @@ from ddetr_plugin.export.checks import padded_inputs
 from ddetr_plugin.export.onnx import onnxruntime_session, run_onnx
 from ddetr_plugin.ops import native_available
 
-from ..checkpoint.helpers import dump_config, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import perturbed_model
+from tests._support.tool_scripts import load_tool
 
 # the exported graph holds the custom op, whose CPU kernel must be built
 pytestmark = pytest.mark.skipif(not native_available("cpu"), reason="ddetr_plugin._C is not built")

@@ -5,20 +5,18 @@ import torch
 from ddetr_plugin.export import DetectorGraph, export_program, minimum_image_side
 from ddetr_plugin.ops import native_available
 
-from ..checkpoint.helpers import perturbed_model, tiny_cfg
+from tests._support.tiny_configs import tiny_cfg
+from tests._support.tiny_models import perturbed_model
 
 # the exported graph holds the custom op, whose CPU kernel must be built
 pytestmark = pytest.mark.skipif(not native_available("cpu"), reason="ddetr_plugin._C is not built")
 
 
 @pytest.fixture(scope="module")
-def two_stage():
+def two_stage(single_thread_for_module):
     """A perturbed two-stage model with box refinement and its exported program (graph with the top-k)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # set up before the per-test single-thread fixture
     model = perturbed_model(tiny_cfg("two_stage", "TEST.DETECTIONS_PER_IMAGE", 10))
     yield model, export_program(model, height=96, width=128, postprocessor=model.postprocessor)
-    torch.set_num_threads(threads)
 
 
 def test_the_graph_holds_the_custom_op_and_runs_at_other_sizes(two_stage, tmp_path):

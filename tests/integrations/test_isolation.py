@@ -2,9 +2,9 @@
 codebase installed raises one error that names it."""
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests._support.paths import ROOT
+
 HOSTS = ("detectron2", "mmdet", "mmengine", "mmcv")
 
 IMPORT_EVERYTHING_ELSE = f"""

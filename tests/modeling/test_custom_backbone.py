@@ -5,8 +5,6 @@ parameter (non-zero from the second step on: at the first, the official zero
 initialisations of sampling_offsets and of the box heads' last layer still block
 level_embed and the box heads' hidden layers), and frozen stages stay frozen.
 """
-from pathlib import Path
-
 import pytest
 import torch
 from torch import nn
@@ -16,14 +14,11 @@ from ddetr_plugin.modeling import build_model
 from ddetr_plugin.modeling.backbone import Backbone, ShapeSpec
 from ddetr_plugin.registry import BACKBONE_REGISTRY
 
-from ..checkpoint.helpers import run_single_threaded
+from tests._support.paths import CONFIGS
+from tests._support.tiny_configs import SHRINK
+from tests._support.two_step_training import train_two_steps
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    yield from run_single_threaded()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @BACKBONE_REGISTRY.register()
@@ -47,48 +42,6 @@ class TinyTestBackbone(Backbone):
 
     def output_shape(self) -> dict:
         return {"s8": ShapeSpec(self.channels, 8), "s16": ShapeSpec(2 * self.channels, 16)}
-
-
-def batch():
-    torch.manual_seed(1)
-    return [
-        {"image": torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8),
-         "targets": {"boxes": torch.tensor([[4.0, 8.0, 40.0, 60.0]]), "labels": torch.tensor([1])}},
-        {"image": torch.randint(0, 256, (3, 48, 64), dtype=torch.uint8),
-         "targets": {"boxes": torch.tensor([[0.0, 0.0, 30.0, 20.0], [30.0, 10.0, 60.0, 46.0]]),
-                     "labels": torch.tensor([3, 0])}},
-    ]
-
-
-def train_two_steps(model: nn.Module) -> dict:
-    """Two AdamW steps; returns the first step's losses after checking gradients and frozen parameters."""
-    model.train()
-    frozen = {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
-    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    initial = {name: p.detach().clone() for name, p in trainable.items()}
-    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-3)
-    for step in range(2):
-        optimizer.zero_grad(set_to_none=True)
-        losses = model(batch())
-        total = sum(losses.values())
-        assert torch.isfinite(total)
-        total.backward()
-        for name, parameter in trainable.items():
-            assert parameter.grad is not None, f"no gradient reaches {name}"
-            assert torch.isfinite(parameter.grad).all(), name
-            assert step == 0 or parameter.grad.abs().sum() > 0, f"zero gradient on {name}"
-        optimizer.step()
-        if step == 0:
-            first_losses = losses
-    for name, parameter in model.named_parameters():
-        if name in frozen:
-            assert parameter.grad is None and torch.equal(parameter, frozen[name]), f"frozen {name} changed"
-        else:
-            assert not torch.equal(parameter, initial[name]), f"{name} did not move"
-    for name, buffer in model.named_buffers():
-        assert torch.equal(buffer, buffers[name]), f"buffer {name} changed (frozen batch norm)"
-    return first_losses
 
 
 def test_backbone_registered_outside_the_package_trains_from_yaml(tmp_path):
@@ -115,13 +68,6 @@ def test_backbone_registered_outside_the_package_trains_from_yaml(tmp_path):
     assert [proj[0].in_channels for proj in model.input_proj] == [16, 32, 32]
     losses = train_two_steps(model)
     assert {"loss_ce", "loss_bbox", "loss_giou", "loss_ce_0"} <= set(losses)
-
-
-SHRINK = [
-    "MODEL.DEVICE", "cpu", "MODEL.NUM_CLASSES", 4, "MODEL.NUM_QUERIES", 5,
-    "MODEL.POSITION_ENCODING.NUM_POS_FEATS", 16, "MODEL.TRANSFORMER.D_MODEL", 32, "MODEL.TRANSFORMER.NHEADS", 2,
-    "MODEL.TRANSFORMER.ENC_LAYERS", 1, "MODEL.TRANSFORMER.DEC_LAYERS", 1, "MODEL.TRANSFORMER.DIM_FEEDFORWARD", 32,
-]
 
 
 @pytest.mark.parametrize("config", [

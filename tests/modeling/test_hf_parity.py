@@ -6,9 +6,6 @@ converted by tools/convert_checkpoint.py, and both models run on a padded batch 
 outputs, per-term losses and post-processed detections agree. The reverse direction
 (ours -> HF directory -> ``from_pretrained``) gives the same outputs too.
 """
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -16,12 +13,11 @@ from ddetr_plugin.checkpoint.variant import save_state_dict
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling import build_model
 
-from ..checkpoint.helpers import run_single_threaded
+from tests._support.tool_scripts import load_tool
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("timm")  # HF's ResNet backbone
 
-TOOLS = Path(__file__).resolve().parents[2] / "tools"
 NUM_LABELS, NUM_QUERIES, DEC_LAYERS = 7, 10, 2
 HF_VARIANTS = {
     "plain": {},
@@ -32,18 +28,11 @@ HF_VARIANTS = {
 }
 # the padded batch: image 1 is 48x64 inside 64x80
 SIZES = [(64, 80), (48, 64)]
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    yield from run_single_threaded()
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def convert_checkpoint_main(argv):
-    spec = importlib.util.spec_from_file_location("convert_checkpoint_tool", TOOLS / "convert_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main(argv)
+    return load_tool("convert_checkpoint").main(argv)
 
 
 def perturbed_hf_model(variant: str):

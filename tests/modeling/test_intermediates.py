@@ -8,9 +8,10 @@ import torch
 import ddetr_plugin.modeling.transformer.ms_deform_attn as ms_deform_attn_module
 from ddetr_plugin.modeling.transformer import apply_box_delta
 
-from .test_meta_arch import DEC_LAYERS, NUM_CLASSES, NUM_QUERIES, _batch, _tiny_model
+from tests._support.detection_batches import detection_batch
+from tests._support.tiny_models import DEC_LAYERS, NUM_CLASSES, NUM_QUERIES, tiny_model
 
-HEADS, ENC_LAYERS, POINTS = 4, 1, 4  # test_meta_arch's TINY: NHEADS 4, 1 encoder layer, default 4 points
+HEADS, ENC_LAYERS, POINTS = 4, 1, 4  # META_ARCH_TINY: NHEADS 4, 1 encoder layer, 4 points
 
 
 @pytest.fixture
@@ -29,8 +30,8 @@ def op_calls(monkeypatch):
 
 @pytest.mark.parametrize("variant", ["plain", "two_stage"])
 def test_shapes_the_ops_tensors_and_the_final_output(variant, op_calls):
-    model = _tiny_model(variant).eval()
-    images, padding_mask, _ = model.preprocess_images(_batch(with_targets=False))
+    model = tiny_model(variant).eval()
+    images, padding_mask, _ = model.preprocess_images(detection_batch(with_targets=False))
     with torch.no_grad():
         plain = model.forward_raw(images, padding_mask)
         op_calls.clear()
@@ -76,8 +77,8 @@ def test_shapes_the_ops_tensors_and_the_final_output(variant, op_calls):
 
 
 def test_the_default_call_keeps_no_sampling_tensor(op_calls):
-    model = _tiny_model("plain").eval()
-    images, padding_mask, _ = model.preprocess_images(_batch(with_targets=False))
+    model = tiny_model("plain").eval()
+    images, padding_mask, _ = model.preprocess_images(detection_batch(with_targets=False))
     with torch.no_grad():
         outputs = model.forward_raw(images, padding_mask)
     assert set(outputs) == {"pred_logits", "pred_boxes", "aux_outputs", "enc_outputs"}

@@ -16,45 +16,9 @@ from ddetr_plugin.modeling.position_encoding import PositionEmbeddingSine
 from ddetr_plugin.modeling.postprocessor import DetectionPostProcessor
 from ddetr_plugin.modeling.transformer import DeformableTransformer
 
-NUM_CLASSES, NUM_QUERIES, DEC_LAYERS = 5, 8, 2
-TINY = [
-    "MODEL.DEVICE", "cpu", "MODEL.NUM_CLASSES", NUM_CLASSES, "MODEL.NUM_QUERIES", NUM_QUERIES,
-    "MODEL.BACKBONE.DEPTH", 18, "MODEL.BACKBONE.NORM", "BN", "MODEL.POSITION_ENCODING.NUM_POS_FEATS", 16,
-    "MODEL.TRANSFORMER.D_MODEL", 32, "MODEL.TRANSFORMER.NHEADS", 4, "MODEL.TRANSFORMER.ENC_LAYERS", 1,
-    "MODEL.TRANSFORMER.DEC_LAYERS", DEC_LAYERS, "MODEL.TRANSFORMER.DIM_FEEDFORWARD", 64,
-]
-SINGLE_SCALE = ["MODEL.NUM_FEATURE_LEVELS", 1, "MODEL.BACKBONE.OUT_FEATURES", ["layer4"]]
-VARIANTS = {
-    "plain": [],
-    "box_refine": ["MODEL.WITH_BOX_REFINE", True],
-    "two_stage": ["MODEL.WITH_BOX_REFINE", True, "MODEL.TWO_STAGE", True],
-    "single_scale": SINGLE_SCALE,
-    # DC5 needs a bottleneck ResNet
-    "single_scale_dc5": SINGLE_SCALE + ["MODEL.BACKBONE.DILATION", True, "MODEL.BACKBONE.DEPTH", 50],
-}
-
-
-def _tiny_model(variant: str, *extra) -> DeformableDETR:
-    cfg = get_cfg()
-    cfg.merge_from_list(TINY + VARIANTS[variant] + list(extra))
-    torch.manual_seed(0)
-    return build_model(cfg)
-
-
-def _batch(with_targets=True):
-    torch.manual_seed(1)
-    inputs = [
-        {"image": torch.randint(0, 256, (3, 64, 80), dtype=torch.uint8)},
-        # a different size, to be shown at twice its size
-        {"image": torch.randint(0, 256, (3, 48, 96), dtype=torch.uint8).float(), "height": 96, "width": 192},
-    ]
-    if with_targets:
-        inputs[0]["targets"] = {"boxes": torch.tensor([[4.0, 8.0, 40.0, 60.0]]), "labels": torch.tensor([1])}
-        inputs[1]["targets"] = {
-            "boxes": torch.tensor([[0.0, 0.0, 30.0, 20.0], [50.0, 10.0, 90.0, 46.0]]),
-            "labels": torch.tensor([4, 0]),
-        }
-    return inputs
+from tests._support.detection_batches import detection_batch
+from tests._support.tiny_configs import SINGLE_SCALE
+from tests._support.tiny_models import DEC_LAYERS, META_ARCH_VARIANTS, NUM_CLASSES, NUM_QUERIES, tiny_model
 
 
 def _loss_names(num_aux: int, enc: bool) -> set:
@@ -62,11 +26,11 @@ def _loss_names(num_aux: int, enc: bool) -> set:
     return {term + suffix for term in ("loss_ce", "loss_bbox", "loss_giou") for suffix in suffixes}
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(META_ARCH_VARIANTS))
 def test_train_and_eval_on_a_padded_batch(variant):
-    model = _tiny_model(variant)
+    model = tiny_model(variant)
     model.train()
-    losses = model(_batch())
+    losses = model(detection_batch())
     assert set(losses) == _loss_names(DEC_LAYERS - 1, enc=variant == "two_stage")
     assert all(value.dim() == 0 and torch.isfinite(value) for value in losses.values())
     sum(losses.values()).backward()
@@ -76,7 +40,7 @@ def test_train_and_eval_on_a_padded_batch(variant):
 
     model.eval()
     with torch.no_grad():
-        results = model(_batch(with_targets=False))
+        results = model(detection_batch(with_targets=False))
     assert len(results) == 2
     for result, (height, width) in zip(results, [(64, 80), (96, 192)]):
         assert set(result) == {"boxes", "scores", "labels"}
@@ -88,8 +52,8 @@ def test_train_and_eval_on_a_padded_batch(variant):
 
 
 def test_forward_raw_shapes_and_eval_scaling():
-    model = _tiny_model("two_stage").eval()
-    images, padding_mask, sizes = model.preprocess_images(_batch(with_targets=False))
+    model = tiny_model("two_stage").eval()
+    images, padding_mask, sizes = model.preprocess_images(detection_batch(with_targets=False))
     assert images.shape == (2, 3, 64, 96) and sizes == [(64, 80), (48, 96)]
     with torch.no_grad():
         outputs = model.forward_raw(images, padding_mask)
@@ -105,7 +69,7 @@ def test_forward_raw_shapes_and_eval_scaling():
 
     # detections are the normalized boxes of the unpadded image times the original size
     with torch.no_grad():
-        results = model(_batch(with_targets=False))
+        results = model(detection_batch(with_targets=False))
     for index, (height, width) in enumerate([(64, 80), (96, 192)]):
         cx, cy, w, h = outputs["pred_boxes"][index].unbind(-1)
         x0, y0, x1, y1 = (cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height
@@ -116,18 +80,18 @@ def test_forward_raw_shapes_and_eval_scaling():
 
 
 def test_without_aux_loss_or_two_stage():
-    model = _tiny_model("plain", "MODEL.AUX_LOSS", False).eval()
-    images, padding_mask, _ = model.preprocess_images(_batch(with_targets=False))
+    model = tiny_model("plain", "MODEL.AUX_LOSS", False).eval()
+    images, padding_mask, _ = model.preprocess_images(detection_batch(with_targets=False))
     with torch.no_grad():
         outputs = model.forward_raw(images, padding_mask)
     assert outputs["aux_outputs"] == [] and outputs["enc_outputs"] is None
     model.train()
-    assert set(model(_batch())) == _loss_names(0, enc=False)
+    assert set(model(detection_batch())) == _loss_names(0, enc=False)
 
 
 def test_preprocessing_and_targets():
-    model = _tiny_model("plain")
-    inputs = _batch()
+    model = tiny_model("plain")
+    inputs = detection_batch()
     images, padding_mask, sizes = model.preprocess_images(inputs)
     pixel = inputs[1]["image"][:, 5, 7]
     expected = (pixel - torch.tensor([123.675, 116.28, 103.53])) / torch.tensor([58.395, 57.12, 57.375])
@@ -196,7 +160,7 @@ def test_padded_image_gives_the_same_detections_as_alone(refine):
 # ---------------------------------------------------------------- initialisation and layout
 def test_head_initialisation():
     bias_value = -math.log((1 - 0.01) / 0.01)
-    plain = _tiny_model("plain")
+    plain = tiny_model("plain")
     assert plain.class_embed[0] is plain.class_embed[DEC_LAYERS - 1]  # one shared head
     torch.testing.assert_close(plain.class_embed[0].bias, torch.full((NUM_CLASSES,), bias_value))
     assert plain.bbox_embed[0].layers[2].weight.abs().max() == 0
@@ -205,14 +169,14 @@ def test_head_initialisation():
         assert projection[0].bias.abs().max() == 0
     assert isinstance(plain.input_proj[3][0], nn.Conv2d) and plain.input_proj[3][0].stride == (2, 2)
 
-    refine = _tiny_model("box_refine")
+    refine = tiny_model("box_refine")
     assert refine.class_embed[0] is not refine.class_embed[1]
     torch.testing.assert_close(refine.class_embed[0].weight, refine.class_embed[1].weight)  # copies of one init
     # only the first head gets the -2 size bias, as the official
     assert refine.bbox_embed[0].layers[2].bias.tolist() == [0, 0, -2, -2]
     assert refine.bbox_embed[1].layers[2].bias.tolist() == [0, 0, 0, 0]
 
-    two_stage = _tiny_model("two_stage")
+    two_stage = tiny_model("two_stage")
     assert len(two_stage.class_embed) == DEC_LAYERS + 1  # the last one scores encoder proposals
     assert all(head.layers[2].bias.abs().max() == 0 for head in two_stage.bbox_embed)
     assert not hasattr(two_stage, "query_embed")
@@ -273,6 +237,6 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="keeps 5 proposals but num_queries is 8"):
         DeformableDETR(backbone=PoolingBackbone(), position_encoding=PositionEmbeddingSine(16),
                        transformer=transformer, num_classes=3, num_queries=8)
-    model = _tiny_model("plain")
+    model = tiny_model("plain")
     with pytest.raises(KeyError, match=r"batched_inputs\[0\]\['targets'\]"):
-        model.train()(_batch(with_targets=False))
+        model.train()(detection_batch(with_targets=False))

@@ -18,10 +18,11 @@ from ddetr_plugin.modeling import build_model
 from ddetr_plugin.modeling.backbone import TimmBackbone
 from ddetr_plugin.modeling.backbone.timm_backbone import parse_model_kwargs
 
-from ..checkpoint.helpers import run_single_threaded
-from .test_custom_backbone import SHRINK, train_two_steps
+from tests._support.paths import CONFIGS
+from tests._support.tiny_configs import SHRINK
+from tests._support.two_step_training import train_two_steps
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+pytestmark = pytest.mark.usefixtures("single_thread")
 requires_timm = pytest.mark.skipif(
     find_spec("timm") is None, reason="timm is not installed: pip install ddetr_plugin[timm]"
 )
@@ -32,11 +33,6 @@ FAMILIES = {
     "convnext": ("convnext_atto", {}, ["stages_1", "stages_2", "stages_3"]),
     "swin": ("swin_tiny_patch4_window7_224", TINY_SWIN, ["layers_1", "layers_2", "layers_3"]),
 }
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    yield from run_single_threaded()
 
 
 @requires_timm

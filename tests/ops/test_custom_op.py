@@ -4,7 +4,7 @@ import torch
 
 from ddetr_plugin.ops import multi_scale_deformable_attention, native_available
 
-from .inputs import DEVICES, make_inputs
+from tests._support.op_inputs import DEVICES, make_inputs
 
 pytestmark = pytest.mark.skipif(not native_available("cpu"), reason="the native op is not built")
 

@@ -4,8 +4,8 @@ import torch
 
 from ddetr_plugin.ops import ms_deform_attn_pytorch, multi_scale_deformable_attention
 
-from .compare import assert_matches_reference, run
-from .inputs import DEVICES, make_inputs, make_pixel_edge_inputs, non_contiguous_copy
+from tests._support.op_compare import assert_matches_reference, run
+from tests._support.op_inputs import DEVICES, make_inputs, make_pixel_edge_inputs, non_contiguous_copy
 
 
 def assert_native_matches_reference(args, atol, rtol=0.0):

@@ -7,7 +7,7 @@ import torch
 
 from ddetr_plugin.ops import multi_scale_deformable_attention, native_available
 
-from .inputs import make_inputs
+from tests._support.op_inputs import make_inputs
 
 
 def call(value, shapes, starts, locations, weights, **kwargs):
@@ -75,7 +75,7 @@ def test_missing_extension_warns_once_and_falls_back():
         "messages = [str(w.message) for w in caught if 'native op is not available' in str(w.message)]\n"
         "assert len(messages) == 1, messages\n"
         "assert not ops.native_available('cpu')\n"
-        "from tests.ops.inputs import make_inputs\n"
+        "from tests._support.op_inputs import make_inputs\n"
         "out = ops.multi_scale_deformable_attention(*make_inputs())\n"
         "try:\n"
         "    ops.multi_scale_deformable_attention(*make_inputs(), backend='native')\n"

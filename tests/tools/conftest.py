@@ -1,8 +1,2 @@
-import pytest
-
-from ..checkpoint.helpers import run_single_threaded
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    yield from run_single_threaded()
+"""Every test of this folder runs on one intra-op thread (tests/_support/threads.py says why)."""
+from tests._support.threads import single_thread_in_this_folder  # noqa: F401

@@ -5,7 +5,7 @@ import pytest
 
 from ddetr_plugin.ops.triton import interpreter_active
 
-from ..checkpoint.helpers import load_tool
+from tests._support.tool_scripts import load_tool
 
 
 def test_backends_levels_and_json_are_accepted():

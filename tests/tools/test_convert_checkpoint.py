@@ -6,7 +6,9 @@ from ddetr_plugin.checkpoint.variant import ModelVariant, save_state_dict
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling import build_model
 
-from ..checkpoint.helpers import assert_same_tensors, dump_config, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import assert_same_tensors, perturbed_model
+from tests._support.tool_scripts import load_tool
 
 
 @pytest.mark.parametrize("target", ["official", "hf"])

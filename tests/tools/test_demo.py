@@ -11,7 +11,9 @@ from torchvision.transforms.v2 import functional as F
 from ddetr_plugin.checkpoint.variant import save_state_dict
 from ddetr_plugin.data import read_image, register_coco_instances, remove_dataset
 
-from ..checkpoint.helpers import dump_config, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import perturbed_model
+from tests._support.tool_scripts import load_tool
 
 DETECTIONS = 12
 TEST_SIZE = ["INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 96, "TEST.DETECTIONS_PER_IMAGE", DETECTIONS]

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from ..checkpoint.helpers import load_tool
+from tests._support.tool_scripts import load_tool
 
 GPU = {"name": "NVIDIA H200", "capability": "9.0", "multiprocessors": 132, "memory_gib": 139.8, "torch": "2.11.0",
        "cuda": "13.0", "triton": "3.6.0"}

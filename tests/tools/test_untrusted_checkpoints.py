@@ -6,21 +6,10 @@ from PIL import Image
 
 from ddetr_plugin.checkpoint import UnsafeCheckpointError
 
-from ..checkpoint.helpers import dump_config, load_tool, perturbed_model, tiny_cfg
-
-
-def _touch(path):
-    open(path, "w").close()
-
-
-class Payload:
-    """Unpickling this runs _touch(marker): the stand-in for arbitrary code."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (_touch, (self.marker,))
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import perturbed_model
+from tests._support.tool_scripts import load_tool
+from tests._support.untrusted_pickles import Payload
 
 
 @pytest.fixture

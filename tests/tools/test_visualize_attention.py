@@ -11,7 +11,9 @@ from ddetr_plugin.checkpoint.variant import save_state_dict
 from ddetr_plugin.data import eval_augmentation, read_image
 from ddetr_plugin.utils.attention import encoder_query_at, reference_points_in_image, sampling_points_in_image
 
-from ..checkpoint.helpers import dump_config, load_tool, perturbed_model, tiny_cfg
+from tests._support.tiny_configs import dump_config, tiny_cfg
+from tests._support.tiny_models import perturbed_model
+from tests._support.tool_scripts import load_tool
 
 
 def test_locations_map_through_the_valid_ratio_to_image_pixels():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import detectron2  # noqa: F401  (skips without detectron2)
+from tests._support.detectron2_models import detectron2  # noqa: F401  (skips without detectron2)
 
 from detectron2.modeling import build_model
 

@@ -1,13 +1,12 @@
 """Checkpoints and configs between ours and detectron2's: exact round trips, loads with no missing or
 unexpected keys, category_id class heads cut to the dataset's classes, clear refusals."""
-import importlib.util
 import logging
 from pathlib import Path
 
 import pytest
 import torch
 
-from .helpers import TINY, VARIANTS, tiny_cfg  # noqa: I001  (skips without detectron2)
+from tests._support.detectron2_models import TINY, VARIANTS, tiny_cfg  # noqa: I001  (skips without detectron2)
 
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model as build_detectron2_model
@@ -18,14 +17,12 @@ from ddetr_plugin.config import load_config
 from ddetr_plugin.integrations.detectron2.conversion import load_detectron2_config, to_detectron2
 from ddetr_plugin.modeling import build_model
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests._support.paths import ROOT
+from tests._support.tool_scripts import load_tool
 
 
 def _convert(*argv):
-    spec = importlib.util.spec_from_file_location("convert_checkpoint", ROOT / "tools" / "convert_checkpoint.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert module.main([str(a) for a in argv]) == 0
+    assert load_tool("convert_checkpoint").main([str(a) for a in argv]) == 0
 
 
 def _our_checkpoint(tmp_path, variant: str) -> Path:

@@ -3,7 +3,7 @@ and outputs, detectron2 backbones and our registries chosen by name."""
 import pytest
 import torch
 
-from .helpers import VARIANTS, perturbed_models  # noqa: I001  (skips without detectron2)
+from tests._support.detectron2_models import VARIANTS, perturbed_models  # noqa: I001  (skips without detectron2)
 
 from detectron2.layers import ShapeSpec as D2ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY, Backbone, build_model

@@ -5,13 +5,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from .helpers import register_tiny_shapes, tiny_cfg  # noqa: I001  (skips without detectron2)
+from tests._support.detectron2_models import register_tiny_shapes, tiny_cfg  # noqa: I001  (skips without detectron2)
 
 from detectron2.data import transforms as T
 
@@ -19,7 +18,7 @@ from ddetr_plugin.integrations.detectron2 import Trainer, build_detr_train_augme
 from ddetr_plugin.integrations.detectron2.conversion import save_detectron2_config, to_detectron2
 from ddetr_plugin.modeling import build_model
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests._support.paths import ROOT
 
 
 def _training_cfg(tmp_path, **solver):
@@ -113,7 +112,7 @@ _SCRIPT = """
 import os, sys
 from pathlib import Path
 sys.path.insert(0, os.path.join(os.environ["DDETR_ROOT"], "tools"))
-from tests.integrations.detectron2.helpers import register_tiny_shapes
+from tests._support.detectron2_models import register_tiny_shapes
 register_tiny_shapes(Path(os.environ["DDETR_DATASETS"]))
 import train_detectron2
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 

@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 
@@ -14,9 +14,8 @@ from ddetr_plugin.checkpoint import Checkpointer  # noqa: E402
 from ddetr_plugin.config import load_config  # noqa: E402
 from ddetr_plugin.integrations.mmdet.detector import padding_mask  # noqa: E402
 from ddetr_plugin.modeling import build_model  # noqa: E402
-from tests.checkpoint.helpers import load_tool  # noqa: E402
-
-from .helpers import VARIANTS, mmdet_model, packaged_config, padded_batch  # noqa: E402
+from tests._support.mmdet_models import VARIANTS, mmdet_model, packaged_config, padded_batch  # noqa: E402
+from tests._support.tool_scripts import load_tool  # noqa: E402
 
 TOLERANCE = 2e-4
 

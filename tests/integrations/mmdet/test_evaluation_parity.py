@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 
@@ -12,9 +12,9 @@ from mmengine.dataset import pseudo_collate  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
 
 from ddetr_plugin.data import ShapesSpec, build_test_loader, register_shapes, remove_dataset  # noqa: E402
-from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg  # noqa: E402
-
-from .runner_config import SPEC  # noqa: E402
+from tests._support.mmdet_runner import SPEC  # noqa: E402
+from tests._support.tiny_configs import dump_config, tiny_cfg  # noqa: E402
+from tests._support.tiny_models import perturbed_model  # noqa: E402
 
 
 def test_same_detections_as_our_evaluation(tmp_path):

@@ -3,11 +3,10 @@ raises one error naming what to install (DESIGN.md §9)."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[3]
+from tests._support.paths import ROOT
 
 
 def test_package_and_converter_import_no_mmdet():

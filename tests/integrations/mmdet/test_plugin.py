@@ -4,7 +4,7 @@ import copy
 import pytest
 import torch
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 
@@ -16,9 +16,9 @@ from ddetr_plugin.checkpoint.renaming import UnknownKeysError  # noqa: E402
 from ddetr_plugin.config.mmdet_model import MMDetConfigError  # noqa: E402
 from ddetr_plugin.integrations.mmdet.detector import padding_mask  # noqa: E402
 from ddetr_plugin.integrations.mmdet.load_hook import CheckpointMismatchError  # noqa: E402
-from tests.checkpoint.helpers import dump_config, perturbed_model, tiny_cfg  # noqa: E402
-
-from .helpers import mmdet_model, packaged_config, padded_batch, plugin_model  # noqa: E402
+from tests._support.mmdet_models import mmdet_model, packaged_config, padded_batch, plugin_model  # noqa: E402
+from tests._support.tiny_configs import dump_config, tiny_cfg  # noqa: E402
+from tests._support.tiny_models import perturbed_model  # noqa: E402
 
 
 @pytest.mark.parametrize("variant", ["plain", "two_stage"])

@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 
 from mmengine.runner import Runner  # noqa: E402
 
-from .runner_config import tiny_runner_config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests._support.mmdet_runner import tiny_runner_config  # noqa: E402
+from tests._support.paths import ROOT  # noqa: E402
 
 
 def test_runner_trains_checkpoints_resumes_and_validates(tmp_path):

@@ -3,24 +3,21 @@ import os
 import pickle
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from . import MMDET_MISSING
+from tests._support.install_hints import MMDET_MISSING
 
 pytest.importorskip("mmdet", reason=MMDET_MISSING)
 
 from mmengine.logging import HistoryBuffer, MessageHub  # noqa: E402
 from mmengine.runner import save_checkpoint  # noqa: E402
 
-from tests.checkpoint.helpers import load_tool  # noqa: E402
-
-from .helpers import mmdet_model, packaged_config  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[3]
+from tests._support.mmdet_models import mmdet_model, packaged_config  # noqa: E402
+from tests._support.paths import ROOT  # noqa: E402
+from tests._support.tool_scripts import load_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from ddetr_plugin.ops.auto_backend import CUDA_PREFERENCE, auto_candidates
 from ddetr_plugin.ops.ms_deform_attn import KERNEL_BACKENDS, resolve_backend
 from ddetr_plugin.ops.triton import interpreter_active
 
-from ..inputs import make_inputs
+from tests._support.op_inputs import make_inputs
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton is not installed")
 
@@ -58,8 +58,7 @@ def test_the_package_works_without_triton():
         import torch
         from ddetr_plugin.ops import multi_scale_deformable_attention
         from ddetr_plugin.ops.triton import triton_unsupported_reason, triton_version
-        sys.path.insert(0, "tests/ops")
-        from inputs import make_inputs
+        from tests._support.op_inputs import make_inputs
         args = make_inputs(dtype=torch.float32)
         multi_scale_deformable_attention(*args).sum().backward()
         print("reason:", triton_unsupported_reason("cuda", torch.float32), "| version:", triton_version())

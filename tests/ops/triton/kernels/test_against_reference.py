@@ -8,8 +8,8 @@ import torch
 
 from ddetr_plugin.ops import ms_deform_attn_pytorch, multi_scale_deformable_attention
 
-from ...compare import assert_matches_reference
-from ...inputs import make_inputs, make_pixel_edge_inputs, non_contiguous_copy
+from tests._support.op_compare import assert_matches_reference
+from tests._support.op_inputs import make_inputs, make_pixel_edge_inputs, non_contiguous_copy
 
 CASES = {
     "D0": dict(channels=0),  # no channels: zero output, zero location and weight gradients

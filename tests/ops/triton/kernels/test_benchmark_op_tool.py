@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ....checkpoint.helpers import load_tool
+from tests._support.tool_scripts import load_tool
 
 LEVELS = ((6, 8), (3, 4))
 

@@ -8,8 +8,8 @@ interpreter converts float32 to bfloat16 by truncation, which costs up to a whol
 import pytest
 import torch
 
-from ...compare import GRADIENT_NAMES, run
-from ...inputs import make_inputs
+from tests._support.op_compare import GRADIENT_NAMES, run
+from tests._support.op_inputs import make_inputs
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

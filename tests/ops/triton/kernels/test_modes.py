@@ -4,8 +4,8 @@ import torch
 
 from ddetr_plugin.ops import multi_scale_deformable_attention
 
-from ...compare import run
-from ...inputs import make_inputs
+from tests._support.op_compare import run
+from tests._support.op_inputs import make_inputs
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
+import pytest
 import torch
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -54,6 +55,7 @@ DETECTIONS = [
 
 
 def write_ground_truth(path: Path) -> Path:
+    """The hand-made ground truth as a COCO JSON file at ``path``."""
     images = [{"id": i, "file_name": f"{i:06d}.png", "height": 200, "width": 200} for i in IMAGE_IDS]
     annotations = [
         {"id": n + 1, "image_id": img, "category_id": cat, "bbox": box, "area": box[2] * box[3],
@@ -62,6 +64,12 @@ def write_ground_truth(path: Path) -> Path:
     ]
     path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES}))
     return path
+
+
+@pytest.fixture
+def gt_path(tmp_path) -> Path:
+    """The hand-made ground truth written as a COCO JSON file."""
+    return write_ground_truth(tmp_path / "gt.json")
 
 
 def coco_results(detections=DETECTIONS) -> List[Dict]:

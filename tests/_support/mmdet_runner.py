@@ -3,9 +3,10 @@ from mmengine.config import Config
 
 import ddetr_plugin.integrations.mmdet  # noqa: F401  (Config(dict) does not run custom_imports; fromfile does)
 
-from tests.checkpoint.helpers import dump_config, tiny_cfg
+from .shapes_datasets import SMALL_SHAPES
+from .tiny_configs import dump_config, tiny_cfg
 
-SPEC = dict(num_images=4, seed=11, image_size=64, max_objects=2, min_object_size=12, max_object_size=32)
+SPEC = dict(num_images=4, seed=11, **SMALL_SHAPES)
 
 
 def tiny_runner_config(tmp_path, max_iters: int, checkpoint_interval: int, val: bool = True,

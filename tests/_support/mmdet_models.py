@@ -10,6 +10,8 @@ from mmengine.config import Config
 
 import ddetr_plugin.integrations.mmdet  # noqa: F401  registers PluginDeformableDETR
 
+from .tiny_models import perturb_weights
+
 register_all_modules()
 
 PACKAGED = os.path.join(os.path.dirname(__import__("mmdet").__file__), ".mim", "configs", "deformable_detr")
@@ -36,23 +38,13 @@ def packaged_config(variant: str) -> Config:
     return cfg
 
 
-def perturbed(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """``model`` in eval mode with every float parameter and buffer moved off its initial value."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
-            if tensor.is_floating_point():
-                tensor.add_(torch.rand_like(tensor) * 0.1 + 0.01 if "running_var" in name
-                            else torch.randn_like(tensor) * 0.05)
-    return model.eval()
-
-
 def mmdet_model(cfg: Config, seed: int = 0) -> torch.nn.Module:
     """mmdet's model of ``cfg``, initialised (its level_embed is allocated uninitialised) and perturbed."""
     torch.manual_seed(seed)
     model = MODELS.build(copy.deepcopy(cfg.model))
     model.init_weights()
-    return perturbed(model, seed)
+    torch.manual_seed(seed)
+    return perturb_weights(model)
 
 
 def plugin_model(cfg: Config) -> torch.nn.Module:

@@ -1,2 +1,0 @@
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end runs of tools/train_net.py (tens of seconds each)")
