@@ -58,11 +58,11 @@ class TrainerBase:
         """Run the loop over ``start_iter .. max_iter - 1``; exceptions of a step or a hook propagate."""
         self._stop_reason = None
         self.iteration = self.start_iter - 1
-        self.before_train()
+        self.call_hooks("before_train")
         for self.iteration in range(self.start_iter, self.max_iter):
-            self.before_step()
+            self.call_hooks("before_step")
             self.run_step()
-            self.after_step()
+            self.call_hooks("after_step")
             if self._stop_reason is not None:
                 logger.info("Stopping after iteration %d of %d: %s", self.iteration, self.max_iter,
                             self._stop_reason)
@@ -70,25 +70,15 @@ class TrainerBase:
         self.after_train()
 
     def run_step(self) -> None:
-        """One iteration; subclasses implement it and call :meth:`after_backward` before the optimizer step."""
+        """One iteration; subclasses implement it and call ``call_hooks("after_backward")`` before the optimizer
+        step."""
         raise NotImplementedError
 
-    def before_train(self) -> None:
-        for hook in self._hooks:
-            hook.before_train()
-
-    def before_step(self) -> None:
-        for hook in self._hooks:
-            hook.before_step()
-
-    def after_backward(self) -> None:
-        for hook in self._hooks:
-            hook.after_backward()
-
-    def after_step(self) -> None:
-        for hook in self._hooks:
-            hook.after_step()
-
     def after_train(self) -> None:
+        """Call the hooks' ``after_train``; subclasses extend it to release what the iterations held."""
+        self.call_hooks("after_train")
+
+    def call_hooks(self, stage: str) -> None:
+        """Call ``stage`` ("before_train", "before_step", "after_backward", ...) of every hook, in order."""
         for hook in self._hooks:
-            hook.after_train()
+            getattr(hook, stage)()

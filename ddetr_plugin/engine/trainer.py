@@ -305,7 +305,7 @@ class Trainer(TrainerBase):
             losses.backward()
         grad_norm = self._clip_gradients()
         self.step_result = StepResult(values, sum(values.values()), grad_norm, data_time)
-        self.after_backward()
+        self.call_hooks("after_backward")
         self.step_result.optimizer_stepped = self._optimizer_step()
 
     def _clip_gradients(self) -> float:

@@ -70,7 +70,7 @@ def fake_stream(start_iter: int, batch_size: int = 4, rank: int = 0, world_size:
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    """No training-curves PNG: drawing it costs ~0.4 s a time, and test_metrics.py covers it."""
+    """No training-curves PNG: drawing it is slow, and test_metrics.py covers it."""
     monkeypatch.setattr("ddetr_plugin.engine.metrics.matplotlib_available", lambda: False)
 
 
