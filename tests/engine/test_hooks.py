@@ -186,3 +186,16 @@ def test_metric_tracker_names_what_the_evaluation_has():
     with pytest.raises(ValueError, match="'<task>/<name>'"):
         MetricTracker("AP")
     assert not tracker.update(float("nan"), 1) and tracker.update(3.0, 2) and not tracker.update(3.0, 3)
+
+
+def test_a_finished_run_resumed_only_evaluates(tmp_path):
+    make_trainer(tmp_path, max_iter=3, eval_fn=scripted_eval([1.0])).train()
+    written = os.stat(tmp_path / "model_final.pth").st_mtime_ns
+    recorder = Recorder()
+    eval_fn = scripted_eval([2.0])
+    trainer = make_trainer(tmp_path, max_iter=3, eval_fn=eval_fn, hooks=[recorder])
+    trainer.resume_or_load(resume=True)
+    assert trainer.train() == {"fake_val": {"bbox": {"AP": 2.0, "AP50": 90.0}}}
+    assert recorder.calls == [("before_train", 2), ("after_train", 2)] and eval_fn.calls == 1
+    assert os.stat(tmp_path / "model_final.pth").st_mtime_ns == written  # not saved again
+    assert [(r["iteration"], r["bbox/AP"]) for r in read_metrics(tmp_path) if "bbox/AP" in r] == [(2, 1.0), (2, 2.0)]
