@@ -15,6 +15,9 @@ start from a copy of it and change what it needs.
 Outputs (OUTPUT_DIR): config.yaml, log.txt, metrics.json, last_checkpoint, model_*.pth,
 model_final.pth, training_curves.png (with matplotlib), TensorBoard events (with
 tensorboard) and inference/coco_instances_results.json.
+
+To add behaviour to training, pass hooks (``ddetr_plugin.engine.hooks``) where ``main`` builds the
+trainer, e.g. ``Trainer(**Trainer.from_config(cfg, model), hooks=[BestCheckpointer("bbox/AP")])``.
 """
 import argparse
 import logging

@@ -181,8 +181,8 @@ class Checkpointer(_FvcoreCheckpointer):
             self.logger.warning(get_unexpected_parameters_message(sorted(incompatible.unexpected_keys)))
 
     # ------------------------------------------------------------------ saving
-    def save(self, name: str, **kwargs: Any) -> None:
-        """Write ``save_dir/<name>.pth`` atomically and point ``last_checkpoint`` at it.
+    def save(self, name: str, *, tag_last: bool = True, **kwargs: Any) -> None:
+        """Write ``save_dir/<name>.pth`` atomically and (``tag_last``) point ``last_checkpoint`` at it.
 
         Raises:
             FloatingPointError: some tensor to be saved holds NaN or infinity; nothing is written.
@@ -204,7 +204,8 @@ class Checkpointer(_FvcoreCheckpointer):
         save_file = os.path.join(self.save_dir, basename)
         self.logger.info("Saving checkpoint to %s", save_file)
         atomic_write(save_file, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
+        if tag_last:
+            self.tag_last_checkpoint(basename)
         if self.max_to_keep:
             self._remove_old_periodic_checkpoints()
 

@@ -1,31 +1,24 @@
-"""The training loop: iterations, periodic checkpoints and evaluation, logs and metrics, exact resume.
+"""The Deformable DETR trainer: one training iteration (:meth:`Trainer.run_step`), its state, exact resume.
 
-One iteration: next batch of this rank -> forward (under autocast when AMP is on)
--> losses averaged over processes and checked finite -> backward (scaled for
-fp16) -> gradient norm clipped and checked finite -> optimizer step -> lr
-schedule step -> EMA update. After it: a log line and a metrics record every
-``log_period`` iterations, a checkpoint every ``checkpoint_period``, an evaluation
-every ``eval_period``. At the end: ``model_final.pth`` and a final evaluation.
+One iteration: next batch of this rank -> forward (under autocast when AMP is on) -> losses averaged over
+processes -> backward (scaled for fp16) -> gradient norm clipped -> the ``after_backward`` hooks (the
+non-finite guard) -> optimizer step. Everything else is a hook (``engine/hooks/``), called after each
+iteration in this order: lr schedule step, EMA update, metrics record and log line every ``log_period``,
+checkpoint every ``checkpoint_period``, evaluation every ``eval_period``; after training: model_final.pth
+and a final evaluation. User hooks come after these.
 
-Iterations are numbered from 0; ``model_0004999.pth`` holds the state after
-iteration 4999 (5000 iterations done). Resuming from it restarts the data stream
-at iteration 5000 (the sampler is deterministic in (SEED, iteration)) with the
-optimizer, schedule, AMP scaler, EMA and every process's RNG state as they were,
-so the final weights equal an uninterrupted run's. Work outside the training
-trajectory (starting a data-loader iterator, evaluation) runs with the RNG
-state preserved, so it cannot shift the random draws of training.
+Iterations are numbered from 0; ``model_0004999.pth`` holds the state after iteration 4999 (5000 iterations
+done). Resuming from it restarts the data stream at iteration 5000 (the sampler is deterministic in (SEED,
+iteration)) with the optimizer, schedule, AMP scaler, EMA and every process's RNG state as they were, so the
+final weights equal an uninterrupted run's. Work outside the training trajectory (starting a data-loader
+iterator, evaluation) runs with the RNG state preserved, so it cannot shift the random draws of training.
 """
 import contextlib
-import datetime
 import logging
 import math
-import os
-import re
-import statistics
 import time
-import warnings
-from collections import deque
-from typing import Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional
 
 import torch
 from fvcore.common.config import CfgNode
@@ -33,26 +26,36 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..checkpoint.checkpointer import Checkpointer, non_finite_tensors
-from ..checkpoint.safetensors_file import save_safetensors
 from ..utils import comm
 from .ema import ModelEMA
-from .metrics import IterationTimer, MetricsWriter, current_memory_mb
+from .hooks import (EMAHook, EvalHook, HookBase, LRSchedulerHook, MetricsLogger, NonFiniteGuard, NonFiniteLossError,
+                    PeriodicCheckpointer)
+from .hooks.evaluation import EvalResults
+from .metrics import MetricsWriter
 from .optimizer import build_optimizer
 from .rng import get_rng_state, preserved_rng_state, set_rng_state
 from .scheduler import build_lr_scheduler
+from .train_loop import TrainerBase
 
 logger = logging.getLogger(__name__)
 
 AMP_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
-# loss terms shown in the log line (all terms go to metrics.json)
-_LOGGED_TERMS = ("loss_ce", "loss_bbox", "loss_giou")
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training diverged: a loss or the gradient norm is NaN or infinite."""
+@dataclass
+class StepResult:
+    """What one iteration produced, for the hooks: losses averaged over processes (floats), their sum, the
+    gradient norm before clipping, the seconds spent waiting for the batch, and whether the optimizer stepped
+    (False when an fp16 overflow made the scaler skip it)."""
+
+    losses: Dict[str, float]
+    total_loss: float
+    grad_norm: float
+    data_time: float
+    optimizer_stepped: bool = False
 
 
-class Trainer:
+class Trainer(TrainerBase):
     """Trains ``model`` for ``max_iter`` iterations; see the module docstring for the loop.
 
     Args:
@@ -75,6 +78,7 @@ class Trainer:
             conversions and the demo name the classes.
         final_safetensors_config: when given (the config YAML), the final weights are also written as
             ``model_final.safetensors`` with this config and the class names in its metadata.
+        hooks: more hooks, called after the trainer's own (same as :meth:`register_hooks` before ``train``).
     """
 
     def __init__(
@@ -88,7 +92,7 @@ class Trainer:
         output_dir: str = "",
         checkpoint_period: int = 0,
         max_to_keep: Optional[int] = None,
-        eval_fn: Optional[Callable[[nn.Module], Dict[str, Dict[str, Dict[str, float]]]]] = None,
+        eval_fn: Optional[Callable[[nn.Module], EvalResults]] = None,
         eval_period: int = 0,
         log_period: int = 20,
         clip_max_norm: float = 0.0,
@@ -97,7 +101,9 @@ class Trainer:
         find_unused_parameters: bool = False,
         class_names: Optional[List[str]] = None,
         final_safetensors_config: Optional[str] = None,
+        hooks: Iterable[HookBase] = (),
     ):
+        super().__init__()
         if max_iter < 1:
             raise ValueError(f"SOLVER.MAX_ITER must be >= 1, got {max_iter}")
         if amp_dtype not in (None, torch.bfloat16, torch.float16):
@@ -114,13 +120,8 @@ class Trainer:
         self.data_loader_fn = data_loader_fn
         self.max_iter = max_iter
         self.output_dir = output_dir
-        self.checkpoint_period = checkpoint_period
-        self.eval_fn = eval_fn
-        self.eval_period = eval_period
-        self.log_period = max(1, log_period)
         self.clip_max_norm = clip_max_norm
         self.class_names = list(class_names) if class_names is not None else None
-        self.final_safetensors_config = final_safetensors_config
         self.amp_dtype = amp_dtype
         self.scaler = torch.amp.GradScaler(self.device.type) if amp_dtype == torch.float16 else None
         # after the DDP wrap, which gave every process rank 0's weights
@@ -134,13 +135,22 @@ class Trainer:
         self.checkpointer = Checkpointer(self.module, output_dir, save_to_disk=comm.is_main_process(),
                                          max_to_keep=max_to_keep, **checkpointables)
         self.metrics = MetricsWriter(output_dir, enabled=comm.is_main_process())
-        self.start_iter = 0
-        self.iteration = -1
         self.skipped_steps = 0
-        self.last_results: Dict[str, Dict[str, Dict[str, float]]] = {}
-        self._window: Dict[str, Deque[float]] = {}
+        self.step_result: Optional[StepResult] = None
+        self.last_results: EvalResults = {}
+        self.last_eval_iteration: Optional[int] = None
         self._data_iter: Optional[Iterator] = None
-        self._timer = IterationTimer(max_iter)
+
+        # the order of these hooks is the order of their effects, which exact resume relies on
+        self.register_hooks([
+            LRSchedulerHook(),
+            EMAHook() if self.ema is not None else None,
+            NonFiniteGuard(),
+            MetricsLogger(log_period),
+            PeriodicCheckpointer(checkpoint_period, final_safetensors_config),
+            EvalHook(eval_fn, eval_period) if eval_fn is not None else None,
+        ])
+        self.register_hooks(hooks)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, model: nn.Module) -> Dict[str, Any]:
@@ -209,9 +219,31 @@ class Trainer:
             return
         set_rng_state(states[comm.get_rank()])
 
+    def save_checkpoint(self, name: str, tag_last: bool = True, **extra: Any) -> None:
+        """Save the full training state as ``<name>.pth`` (main process; all processes take part).
+
+        Args:
+            tag_last: point ``last_checkpoint`` (what ``--resume`` continues from) at it.
+            extra: more entries of the file.
+
+        Raises:
+            NonFiniteLossError: the weights hold NaN/inf (checked on every process, nothing is written).
+        """
+        bad = list(non_finite_tensors(self.module.state_dict()))
+        if bad:
+            raise NonFiniteLossError(
+                f"refusing to save checkpoint '{name}.pth' at iteration {self.iteration}: non-finite weights in "
+                f"{', '.join(bad[:10])}; the previous checkpoint is left as it was"
+            )
+        rng_states = comm.all_gather(get_rng_state())
+        names = {} if self.class_names is None else {"class_names": self.class_names}
+        self.checkpointer.save(name, tag_last=tag_last, iteration=self.iteration, rng_states=rng_states,
+                               skipped_steps=self.skipped_steps, **names, **extra)
+        self.metrics.flush()
+
     # ------------------------------------------------------------------ loop
-    def train(self) -> Dict[str, Dict[str, Dict[str, float]]]:
-        """Run iterations ``start_iter .. max_iter - 1``, save model_final.pth and evaluate.
+    def train(self) -> EvalResults:
+        """Run iterations ``start_iter .. max_iter - 1`` with the hooks (model_final.pth, final evaluation).
 
         Returns:
             The final evaluation results ({dataset: {"bbox": {...}}}) on the main process.
@@ -226,16 +258,15 @@ class Trainer:
                 logger.info("Training is already complete (iteration %d)", self.max_iter - 1)
             else:
                 self._data_iter = self._new_data_iter(self.start_iter)
-                for self.iteration in range(self.start_iter, self.max_iter):
-                    self.run_step()
-                    self.after_step()
-                self._data_iter = None
-                self.save_checkpoint("model_final")
-                self._save_final_safetensors()
-            self.last_results = self.evaluate()
+            super().train()
         finally:
+            self._data_iter = None
             self.metrics.close()
         return self.last_results
+
+    def after_train(self) -> None:
+        self._data_iter = None  # ends the loader's workers before the final checkpoint and evaluation
+        super().after_train()
 
     def _new_data_iter(self, start_iter: int) -> Iterator:
         with preserved_rng_state():
@@ -252,7 +283,7 @@ class Trainer:
                 raise RuntimeError(f"the training data loader yields no batch at iteration {self.iteration}") from None
 
     def run_step(self) -> None:
-        """One training iteration (``self.iteration``)."""
+        """One training iteration (``self.iteration``); its outcome goes to ``self.step_result``."""
         start = time.perf_counter()
         batch = self._next_batch()
         data_time = time.perf_counter() - start
@@ -265,9 +296,6 @@ class Trainer:
         # averaged over processes, which also lets every process see a NaN of any other and stop with it
         reduced = comm.reduce_dict({name: value.detach().float() for name, value in loss_dict.items()})
         values = {name: value.item() for name, value in reduced.items()}
-        total = sum(values.values())
-        if not math.isfinite(total):
-            raise NonFiniteLossError(self._non_finite_message(values))
 
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -276,31 +304,9 @@ class Trainer:
         else:
             losses.backward()
         grad_norm = self._clip_gradients()
-        stepped = True
-        if self.scaler is not None:
-            scale = self.scaler.get_scale()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            # a lowered scale means the scaler found inf/NaN gradients and skipped the step: normal in fp16
-            stepped = self.scaler.get_scale() >= scale
-            if not stepped:
-                self.skipped_steps += 1
-                logger.debug("Iteration %d: fp16 gradients overflowed, step skipped (scale %g)", self.iteration, scale)
-        elif not math.isfinite(grad_norm):
-            raise NonFiniteLossError(
-                f"non-finite gradient norm ({grad_norm}) at iteration {self.iteration} although the losses are "
-                f"finite ({_format_terms(values)}); the optimizer step was not taken and no checkpoint was written"
-            )
-        else:
-            self.optimizer.step()
-        with warnings.catch_warnings():
-            # a skipped fp16 step is normal, yet the scheduler warns about it when it is the first step
-            warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()` before"))
-            self.scheduler.step()
-        if self.ema is not None and stepped:
-            self.ema.update()
-
-        self._record(values, total, grad_norm, data_time, time.perf_counter() - start)
+        self.step_result = StepResult(values, sum(values.values()), grad_norm, data_time)
+        self.call_hooks("after_backward")
+        self.step_result.optimizer_stepped = self._optimizer_step()
 
     def _clip_gradients(self) -> float:
         """Clip to ``clip_max_norm`` (when > 0) and return the total norm before clipping."""
@@ -310,107 +316,17 @@ class Trainer:
         max_norm = self.clip_max_norm if self.clip_max_norm > 0 else math.inf
         return float(torch.nn.utils.clip_grad_norm_(parameters, max_norm))
 
-    def _non_finite_message(self, values: Dict[str, float]) -> str:
-        bad = [name for name, value in values.items() if not math.isfinite(value)]
-        where = f" (averaged over {comm.get_world_size()} processes)" if comm.get_world_size() > 1 else ""
-        return (
-            f"non-finite loss at iteration {self.iteration}: {', '.join(bad)} not finite{where}. All terms: "
-            f"{_format_terms(values)}. Training stopped before the optimizer step; no checkpoint was written for "
-            f"this state (the last good one is named in {self.output_dir or 'OUTPUT_DIR'}/last_checkpoint). "
-            f"Try a lower SOLVER.BASE_LR, gradient clipping (SOLVER.CLIP_MAX_NORM) or check the data."
-        )
-
-    # ------------------------------------------------------------------ after each iteration
-    def after_step(self) -> None:
-        iteration = self.iteration
-        done = iteration + 1
-        last = done == self.max_iter
-        if done % self.log_period == 0 or last:
-            self._log()
-        if self.checkpoint_period > 0 and done % self.checkpoint_period == 0:
-            self.save_checkpoint(f"model_{iteration:07d}")
-        if self.eval_period > 0 and done % self.eval_period == 0 and not last:  # the last one comes after training
-            self.last_results = self.evaluate()
-
-    def save_checkpoint(self, name: str) -> None:
-        """Save the full training state as ``<name>.pth`` (main process; all processes take part).
-
-        Raises:
-            FloatingPointError: the weights hold NaN/inf (checked on every process, nothing is written).
-        """
-        bad = list(non_finite_tensors(self.module.state_dict()))
-        if bad:
-            raise NonFiniteLossError(
-                f"refusing to save checkpoint '{name}.pth' at iteration {self.iteration}: non-finite weights in "
-                f"{', '.join(bad[:10])}; the previous checkpoint is left as it was"
-            )
-        rng_states = comm.all_gather(get_rng_state())
-        names = {} if self.class_names is None else {"class_names": self.class_names}
-        self.checkpointer.save(name, iteration=self.iteration, rng_states=rng_states,
-                               skipped_steps=self.skipped_steps, **names)
-        self.metrics.flush()
-
-    def _save_final_safetensors(self) -> None:
-        if self.final_safetensors_config is not None and self.output_dir and comm.is_main_process():
-            path = os.path.join(self.output_dir, "model_final.safetensors")
-            save_safetensors(path, self.module.state_dict(), config=self.final_safetensors_config,
-                             class_names=self.class_names)
-            logger.info("Saved the final weights as %s", path)
-
-    def evaluate(self) -> Dict[str, Dict[str, Dict[str, float]]]:
-        """Run ``eval_fn`` (on the EMA weights when EMA is on) and record the results in metrics.json."""
-        if self.eval_fn is None:
-            return {}
-        with preserved_rng_state():
-            if self.ema is not None:
-                with self.ema.applied() as model:
-                    results = self.eval_fn(model)
-            else:
-                results = self.eval_fn(self.module)
-        iteration = max(self.iteration, self.start_iter - 1)
-        for dataset, tasks in results.items():
-            flat = {f"{task}/{name}": value for task, metrics in tasks.items() for name, value in metrics.items()}
-            if flat:
-                self.metrics.write({"iteration": iteration, "dataset": dataset, **flat})
-        self.metrics.flush()
-        comm.synchronize()
-        return results
-
-    # ------------------------------------------------------------------ logging
-    def _record(self, values: Dict[str, float], total: float, grad_norm: float, data_time: float,
-                iteration_time: float) -> None:
-        scalars = dict(values, total_loss=total, grad_norm=grad_norm, data_time=data_time, time=iteration_time)
-        for name, value in scalars.items():
-            self._window.setdefault(name, deque(maxlen=self.log_period)).append(value)
-        self._timer.step(iteration_time)
-
-    def _log(self) -> None:
-        medians = {name: statistics.median(window) for name, window in self._window.items()}
-        lr = self.optimizer.param_groups[0]["lr"]
-        eta = self._timer.eta_seconds(self.iteration)
-        memory = current_memory_mb()
-        record: Dict[str, Any] = {"iteration": self.iteration, **medians, "lr": lr, "eta_seconds": eta}
-        record["time"] = statistics.mean(self._window["time"])
-        record["data_time"] = statistics.mean(self._window["data_time"])
-        if memory is not None:
-            record["rss_mb"] = round(memory, 1)
-        if self.device.type == "cuda":
-            record["max_mem_mb"] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
-        if self.scaler is not None:
-            record["skipped_steps"] = self.skipped_steps
-            record["loss_scale"] = self.scaler.get_scale()
-        self.metrics.write(record)
-        self.metrics.flush()
-
-        shown = "  ".join(f"{name}: {medians[name]:.4g}" for name in ("total_loss",) + _LOGGED_TERMS if name in medians)
-        memory_text = f"  max_mem: {record['max_mem_mb']:.0f}M" if "max_mem_mb" in record else (
-            f"  rss: {memory:.0f}M" if memory is not None else "")
-        logger.info(
-            "eta: %s  iter: %d/%d  %s  time: %.4f  data_time: %.4f  lr: %.3g%s",
-            datetime.timedelta(seconds=int(eta)), self.iteration + 1, self.max_iter, shown, record["time"],
-            record["data_time"], lr, memory_text,
-        )
-
-
-def _format_terms(values: Dict[str, float]) -> str:
-    return ", ".join(f"{name}={value:.6g}" for name, value in sorted(values.items()))
+    def _optimizer_step(self) -> bool:
+        """Step the optimizer (through the fp16 scaler when there is one); False when the scaler skipped it."""
+        if self.scaler is None:
+            self.optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        # a lowered scale means the scaler found inf/NaN gradients and skipped the step: normal in fp16
+        stepped = self.scaler.get_scale() >= scale
+        if not stepped:
+            self.skipped_steps += 1
+            logger.debug("Iteration %d: fp16 gradients overflowed, step skipped (scale %g)", self.iteration, scale)
+        return stepped

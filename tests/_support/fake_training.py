@@ -1,8 +1,15 @@
-"""A tiny detector-like model and a deterministic data stream, to test the engine without real data."""
+"""A tiny detector-like model, a deterministic data stream and a trainer over them, to test the engine
+without real data."""
+import json
+import os
 from typing import Iterator, List
 
+import pytest
 import torch
 from torch import nn
+
+from ddetr_plugin.engine import Trainer, get_param_groups, seed_all
+from ddetr_plugin.engine.scheduler import multistep_warmup_factor
 
 
 class TinyDetector(nn.Module):
@@ -59,3 +66,27 @@ def fake_stream(start_iter: int, batch_size: int = 4, rank: int = 0, world_size:
                 item["poison"] = True
         yield batch
         iteration += 1
+
+
+@pytest.fixture
+def no_plots(monkeypatch):
+    """No training-curves PNG: drawing it is slow, and test_metrics.py covers it."""
+    monkeypatch.setattr("ddetr_plugin.engine.metrics.matplotlib_available", lambda: False)
+
+
+def make_trainer(output_dir, max_iter=6, stream=None, seed=0, **kwargs) -> Trainer:
+    """A trainer over TinyDetector (dropout on, so resume must restore the RNG to match)."""
+    seed_all(seed)
+    model = TinyDetector(dropout=0.3)
+    optimizer = torch.optim.AdamW(get_param_groups(model, base_lr=1e-2, weight_decay=1e-4))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multistep_warmup_factor([4], 0.1, warmup_iters=2))
+    kwargs.setdefault("checkpoint_period", 3)
+    kwargs.setdefault("log_period", 2)
+    kwargs.setdefault("clip_max_norm", 0.1)
+    return Trainer(model, optimizer, scheduler, stream or (lambda start: fake_stream(start)),
+                   max_iter=max_iter, output_dir=str(output_dir), **kwargs)
+
+
+def read_metrics(output_dir) -> List[dict]:
+    with open(os.path.join(output_dir, "metrics.json")) as f:
+        return [json.loads(line) for line in f]

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from ddetr_plugin.engine import Trainer, get_param_groups, launch, seed_all
+from ddetr_plugin.engine import BestCheckpointer, EarlyStop, Trainer, get_param_groups, launch, seed_all
 from ddetr_plugin.engine.launch import distributed_env
 from ddetr_plugin.utils import comm
 
@@ -87,8 +87,22 @@ def test_under_torchrun_joins_from_the_environment(tmp_path):
     assert stdout.count("returned") == 2  # main ran in the torchrun processes themselves
 
 
+def _falling_ap_on_the_main_process():
+    """An eval_fn whose AP falls at each call, with results on the main process only (as DatasetsEvaluation)."""
+    calls = []
+
+    def eval_fn(model):
+        calls.append(len(calls))
+        return {"fake_val": {"bbox": {"AP": 50.0 - 10 * len(calls)}} if comm.is_main_process() else {}}
+    return eval_fn
+
+
 def _train_tiny(output_dir, max_iter):
-    """TinyDetector at total batch 4, each process on its share of each batch; then ``_report``."""
+    """TinyDetector at total batch 4, each process on its share of each batch; then ``_report``.
+
+    Evaluated after every iteration, with a BestCheckpointer and an EarlyStop that stops after the second
+    evaluation: every process must take the main process's decisions, or DDP would wait forever.
+    """
     seed_all(0)
     model = TinyDetector()  # no dropout: the processes' RNGs differ
     optimizer = torch.optim.AdamW(get_param_groups(model, base_lr=1e-2, weight_decay=1e-4))
@@ -96,7 +110,9 @@ def _train_tiny(output_dir, max_iter):
     rank, world_size = comm.get_rank(), comm.get_world_size()
     trainer = Trainer(model, optimizer, scheduler,
                       lambda start: fake_stream(start, batch_size=4, rank=rank, world_size=world_size),
-                      max_iter=max_iter, output_dir=output_dir, checkpoint_period=0, clip_max_norm=0.1)
+                      max_iter=max_iter, output_dir=output_dir, checkpoint_period=0, clip_max_norm=0.1,
+                      eval_fn=_falling_ap_on_the_main_process(), eval_period=1,
+                      hooks=[BestCheckpointer("bbox/AP"), EarlyStop("bbox/AP", patience=1)])
     trainer.train()
     if world_size > 1:
         _report(output_dir)
@@ -112,6 +128,9 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     launch(_train_tiny, 1, args=(str(tmp_path / "one"), 4), device="cpu")  # in this process
     two = torch.load(tmp_path / "two" / "model_final.pth", weights_only=True)["model"]
     one = torch.load(tmp_path / "one" / "model_final.pth", weights_only=True)["model"]
+    for run in ("one", "two"):  # stopped after iteration 1, the best AP at iteration 0
+        assert torch.load(tmp_path / run / "model_final.pth", weights_only=True)["iteration"] == 1
+        assert torch.load(tmp_path / run / "model_best.pth", weights_only=True)["iteration"] == 0
     initial = TinyDetector().state_dict()
     for key, value in one.items():
         torch.testing.assert_close(two[key], value, rtol=0, atol=1e-6)

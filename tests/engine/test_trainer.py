@@ -1,41 +1,16 @@
 """The training loop with a tiny model and a deterministic stream: resume, divergence, AMP, EMA, outputs."""
 import itertools
-import json
 import os
 
 import pytest
 import torch
 
 from ddetr_plugin.checkpoint import Checkpointer
-from ddetr_plugin.engine import NonFiniteLossError, Trainer, get_param_groups, seed_all
-from ddetr_plugin.engine.scheduler import multistep_warmup_factor
+from ddetr_plugin.engine import NonFiniteLossError
 
-from tests._support.fake_training import fake_stream, TinyDetector
+from tests._support.fake_training import TinyDetector, fake_stream, make_trainer, read_metrics
 
-
-@pytest.fixture(autouse=True)
-def no_plots(monkeypatch):
-    """Drawing the PNG costs ~0.4 s a time; test_metrics.py covers it."""
-    monkeypatch.setattr("ddetr_plugin.engine.metrics.matplotlib_available", lambda: False)
-
-
-def make_trainer(output_dir, max_iter=6, stream=None, seed=0, **kwargs):
-    """A trainer over TinyDetector (dropout on, so resume must restore the RNG to match)."""
-    seed_all(seed)
-    model = TinyDetector(dropout=0.3)
-    optimizer = torch.optim.AdamW(get_param_groups(model, base_lr=1e-2, weight_decay=1e-4))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multistep_warmup_factor([4], 0.1, warmup_iters=2))
-    kwargs.setdefault("checkpoint_period", 3)
-    kwargs.setdefault("log_period", 2)
-    kwargs.setdefault("clip_max_norm", 0.1)
-    trainer = Trainer(model, optimizer, scheduler, stream or (lambda start: fake_stream(start)),
-                      max_iter=max_iter, output_dir=str(output_dir), **kwargs)
-    return trainer
-
-
-def read_metrics(output_dir):
-    with open(os.path.join(output_dir, "metrics.json")) as f:
-        return [json.loads(line) for line in f]
+pytestmark = pytest.mark.usefixtures("no_plots")
 
 
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
