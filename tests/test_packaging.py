@@ -1,4 +1,5 @@
-"""What `make train` installs: matplotlib, so that training writes training_curves.png on a fresh clone."""
+"""Packaging: what `make train` installs (matplotlib, for training_curves.png on a fresh clone) and what a wheel ships."""
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -18,3 +19,18 @@ def test_make_train_installs_the_pictures_extra(tmp_path):
     setup = (ROOT / "setup.py").read_text()
     assert re.search(r'"pictures": \["matplotlib>=[\d.]+"\]', setup)
     assert re.search(r'"tensorboard": \["tensorboard>=[\d.]+"\]', setup)  # optional, not installed by make
+
+
+def test_the_wheel_ships_the_package_and_not_the_checkouts_benchmarks(monkeypatch):
+    # setup.py's main() with setuptools' setup() replaced: the arguments a build would use, nothing compiled
+    spec = importlib.util.spec_from_file_location("_ddetr_setup_under_test", ROOT / "setup.py")
+    setup_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_module)
+    captured = {}
+    monkeypatch.setattr(setup_module, "setup", lambda **kwargs: captured.update(kwargs))
+    monkeypatch.setenv("FORCE_CUDA", "0")
+    monkeypatch.chdir(ROOT)  # find_packages() looks from the working directory
+    setup_module.main()
+    packages = captured["packages"]
+    assert "ddetr_plugin" in packages and "ddetr_plugin.ops.triton" in packages
+    assert not [name for name in packages if name.split(".")[0] in ("benchmarks", "tests", "tools")], packages

@@ -31,14 +31,18 @@ import contextlib
 import json
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import torch
 
 from ddetr_plugin.config import load_config
 from ddetr_plugin.modeling import build_model
-from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is the checkout's, not installed
+from benchmarks.tables import markdown_table  # noqa: E402
 
 CONFIGS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs")
 VARIANT_CONFIGS = {

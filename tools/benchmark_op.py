@@ -13,7 +13,7 @@ medians, peak memory and speed-ups.
 Backends: "pytorch" (the reference, labelled "reference"), "native" (our C++/CUDA kernels),
 "triton" (our Triton kernels; on the CPU only under TRITON_INTERPRET=1, for dry runs with
 small --levels) and, on CUDA, "baseline": kernels with the official Deformable DETR op's design
-(one thread per output channel; tools/msda_baseline/, compiled just in time on first use). The
+(one thread per output channel; benchmarks/msda_baseline/, compiled just in time on first use). The
 default is every backend that runs on the device (the CPU: reference and native).
 
 Before any timing, each kernel backend's output and gradients are compared with the reference
@@ -30,14 +30,18 @@ import json
 import multiprocessing as mp
 import resource
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from ddetr_plugin.ops import multi_scale_deformable_attention
 from ddetr_plugin.ops.ms_deform_attn import KERNEL_BACKENDS
-from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
-from msda_baseline import baseline_ms_deform_attn, load_baseline  # tools/msda_baseline/, beside this script
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is the checkout's, not installed
+from benchmarks.msda_baseline import baseline_ms_deform_attn, load_baseline  # noqa: E402
+from benchmarks.tables import markdown_table  # noqa: E402
 
 LEVELS = ((100, 134), (50, 67), (25, 34), (13, 17))
 HEADS, CHANNELS, POINTS = 8, 32, 4

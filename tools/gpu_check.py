@@ -3,8 +3,8 @@
     python3 tools/gpu_check.py [--budget-s 480] [--wheels .whl] [--site /tmp/ddetr-gpu-check-site]
                                [--logs build/gpu-check] [--reports benchmarks]
 
-Meant for a fresh GPU machine with its own python3 and torch (e.g. torch 2.11 and Triton 3.6)
-and no network. In order, each step with what is left of the time budget:
+Meant for a fresh GPU machine with its own python3, torch and Triton and no network. In order,
+each step with what is left of the time budget:
 
 1. find a CUDA GPU; without one, say why and exit with status 2;
 2. install the wheels in --wheels (pure-Python dependencies the machine lacks, e.g. fvcore)
@@ -20,7 +20,7 @@ and no network. In order, each step with what is left of the time budget:
 6. ``tools/benchmark_model.py --device cuda``: R50 inference at 800x1066, batch 1 and 4, and a
    training step at batch 2, each in fp32 and bf16 autocast;
 7. write ``<reports>/gpu-<device>.md``: environment, each step's status and time, the tables,
-   the issue's targets and which kernel was faster per dtype (for ops/auto_backend.py).
+   the GPU targets (docs/benchmarks.md) and which kernel was faster per dtype (for ops/auto_backend.py).
 
 Every step's full output is in --logs. Exit status 0 when every step passed.
 """
@@ -36,17 +36,18 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from bench_tables import markdown_table  # tools/bench_tables.py, beside this script
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TESTS = ["tests/ops", "tests/tools/test_msda_baseline.py"]
+sys.path.insert(0, str(REPO_ROOT))  # benchmarks/ is the checkout's, not installed
+from benchmarks.tables import markdown_table  # noqa: E402
+
+TESTS = ["tests/ops", "tests/benchmarks/test_msda_baseline.py"]
 TESTS_LEFT_TO_CI = ["tests/ops/triton/test_interpreter.py"]
 OP_DTYPES = ("float32", "bfloat16")
 # Longest each step may take, in seconds, within what is left of --budget-s.
 STEP_LIMITS = {"wheels": 60, "build": 240, "tests": 240, "op-float32": 90, "op-bfloat16": 90, "model": 180}
 REPORT_RESERVE_S = 5
-# The issue's targets: Triton forward+backward over the official-design baseline at the encoder
-# shape, per dtype, and R50 inference at batch 1 in bf16 (images/s).
+# The GPU targets (docs/benchmarks.md): Triton forward+backward over the official-design baseline at
+# the encoder shape, per dtype, and R50 inference at batch 1 in bf16 (images/s).
 OP_TARGETS = {"float32": 1.5, "bfloat16": 2.5}
 INFERENCE_TARGET = 40.0
 
@@ -135,7 +136,7 @@ def op_speedup(op: dict, backend: str, over: str, shape: str = "encoder", mode: 
 
 
 def targets_rows(ops: dict[str, dict], model: dict | None) -> list[list[str]]:
-    """(target, measured, met) rows for the issue's targets, from what was measured."""
+    """(target, measured, met) rows for the GPU targets, from what was measured."""
     rows = []
     for dtype, wanted in OP_TARGETS.items():
         ratio = op_speedup(ops[dtype], "triton", "baseline") if dtype in ops else None

@@ -1,9 +1,9 @@
 // Dropout whose mask is a pure function of (seed, element index), on the CPU.
 //
 // torch's CPU dropout draws one Bernoulli sample per element from a sequential
-// generator and then multiplies by the saved mask: at the encoder's sizes
-// (10^7 elements) that is ~100 ms per call on two cores, an eighth of a ResNet-50
-// Deformable DETR training step. Here element i is kept when a 32-bit hash of i is
+// generator and then multiplies by the saved mask: at the encoder's sizes it is a
+// sizeable share of a ResNet-50 Deformable DETR training step (docs/benchmarks.md).
+// Here element i is kept when a 32-bit hash of i is
 // at least p * 2^32, so a call is one parallel, vectorised pass, any thread count
 // gives the same mask, and backward needs no saved mask: it is the same op applied
 // to the gradient with the same seed.

@@ -9,6 +9,8 @@ import math
 
 from fvcore.common.config import CfgNode as CN
 
+from .deprecated import register_deprecated_keys
+
 _C = CN()
 # Python modules imported as soon as the config is loaded, so that user
 # components and datasets register themselves before anything is built.
@@ -81,8 +83,8 @@ _C.MODEL.BACKBONE.TIMM.FREEZE_BN = True
 _C.MODEL.BACKBONE.TIMM.KWARGS = []
 
 _C.MODEL.POSITION_ENCODING = CN()
+# the sine encoding has MODEL.TRANSFORMER.D_MODEL / 2 channels per axis
 _C.MODEL.POSITION_ENCODING.NAME = "PositionEmbeddingSine"
-_C.MODEL.POSITION_ENCODING.NUM_POS_FEATS = 128  # per axis: d_model / 2
 _C.MODEL.POSITION_ENCODING.TEMPERATURE = 10000
 _C.MODEL.POSITION_ENCODING.NORMALIZE = True
 _C.MODEL.POSITION_ENCODING.SCALE = 2 * math.pi
@@ -107,14 +109,13 @@ _C.MODEL.MATCHER.NAME = "HungarianMatcher"
 _C.MODEL.MATCHER.COST_CLASS = 2.0
 _C.MODEL.MATCHER.COST_BBOX = 5.0
 _C.MODEL.MATCHER.COST_GIOU = 2.0
-_C.MODEL.MATCHER.FOCAL_ALPHA = 0.25
-_C.MODEL.MATCHER.FOCAL_GAMMA = 2.0
 
 _C.MODEL.CRITERION = CN()
 _C.MODEL.CRITERION.NAME = "SetCriterion"
 _C.MODEL.CRITERION.LOSS_CLASS_WEIGHT = 2.0
 _C.MODEL.CRITERION.LOSS_BBOX_WEIGHT = 5.0
 _C.MODEL.CRITERION.LOSS_GIOU_WEIGHT = 2.0
+# the focal loss of the classification loss and of the matching cost
 _C.MODEL.CRITERION.FOCAL_ALPHA = 0.25
 _C.MODEL.CRITERION.FOCAL_GAMMA = 2.0
 # class-agnostic loss on the two-stage encoder proposals ("_enc" terms)
@@ -189,3 +190,5 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # Class-wise NMS IoU threshold over the kept detections; 0 (the official) disables it. Short
 # trainings leave duplicate detections of one object that NMS removes (see postprocessor.py).
 _C.TEST.NMS_THRESH = 0.0
+
+register_deprecated_keys(_C)

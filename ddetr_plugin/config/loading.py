@@ -17,6 +17,7 @@ from fvcore.common.config import BASE_KEY, CfgNode
 from iopath.common.file_io import g_pathmgr
 
 from .defaults import _C
+from .deprecated import check_deprecated, pop_deprecated
 
 OVERRIDES_SOURCE = "the command-line overrides"
 
@@ -57,7 +58,8 @@ def load_config(path: str | os.PathLike | None, opts: Sequence[Any] | None = Non
     Raises:
         FileNotFoundError: ``path`` or a ``_BASE_`` file does not exist.
         ConfigKeyError: an unknown key (a KeyError naming the key, its file and close matches).
-        ValueError: a value of the wrong type, an odd-length ``opts``, a malformed file.
+        ValueError: a value of the wrong type, an odd-length ``opts``, a malformed file, a
+            deprecated key (``deprecated.py``) set to a value the model cannot honour.
         ImportError: a module in ``IMPORTS`` cannot be imported.
     """
     cfg = get_cfg()
@@ -67,11 +69,13 @@ def load_config(path: str | os.PathLike | None, opts: Sequence[Any] | None = Non
         sources += _read_chain(path, included_by=None, visiting=())
     overrides = _overrides_as_dict(opts or [])
     sources.append((OVERRIDES_SOURCE, overrides))
+    deprecated = [found for source, values in sources for found in pop_deprecated(values, source)]
     for source, values in sources:
         _check_values(values, cfg, source)
     if path is not None:
         cfg.merge_from_file(path)
     cfg.merge_from_list(list(opts or []))
+    check_deprecated(deprecated, cfg)
     imports_source = next((source for source, values in reversed(sources) if "IMPORTS" in values), "the defaults")
     _import_modules(cfg.IMPORTS, imports_source)
     cfg.freeze()

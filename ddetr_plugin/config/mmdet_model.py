@@ -128,7 +128,8 @@ def mmdet_model_settings(model: Mapping[str, Any], where: str = "model") -> MMDe
     })
     values.update(_position_encoding_values(top("positional_encoding"), f"{where}.positional_encoding", d_model))
     values.update(_head_values(top("bbox_head"), f"{where}.bbox_head", d_model))
-    values.update(_matcher_values(top("train_cfg"), f"{where}.train_cfg"))
+    values.update(_matcher_values(top("train_cfg"), f"{where}.train_cfg", values["MODEL.CRITERION.FOCAL_ALPHA"],
+                                  values["MODEL.CRITERION.FOCAL_GAMMA"]))
     test = _Fields(top("test_cfg"), f"{where}.test_cfg", dict(max_per_img=100))
     values["TEST.DETECTIONS_PER_IMAGE"] = test("max_per_img")
     test.close()
@@ -227,7 +228,6 @@ def _position_encoding_values(cfg: Optional[Mapping], where: str, d_model: int) 
     f.expect("eps", 1e-6)
     f.expect("init_cfg", None)
     values = {"MODEL.POSITION_ENCODING.NAME": "PositionEmbeddingSine",
-              "MODEL.POSITION_ENCODING.NUM_POS_FEATS": f("num_feats"),
               "MODEL.POSITION_ENCODING.TEMPERATURE": f("temperature"),
               "MODEL.POSITION_ENCODING.NORMALIZE": bool(f("normalize")),
               "MODEL.POSITION_ENCODING.SCALE": float(f("scale")),
@@ -271,8 +271,9 @@ def _head_values(cfg: Optional[Mapping], where: str, d_model: int) -> Dict[str, 
     return values
 
 
-def _matcher_values(cfg: Optional[Mapping], where: str) -> Dict[str, Any]:
-    """Matching costs; without train_cfg (inference only) our defaults stay."""
+def _matcher_values(cfg: Optional[Mapping], where: str, focal_alpha: float, focal_gamma: float) -> Dict[str, Any]:
+    """Matching costs; without train_cfg (inference only) our defaults stay. The focal cost must use the
+    loss's ``focal_alpha`` and ``focal_gamma``: our matcher and criterion share them."""
     if cfg is None:
         return {}
     train = _Fields(cfg, where, {})
@@ -290,9 +291,9 @@ def _matcher_values(cfg: Optional[Mapping], where: str) -> Dict[str, Any]:
             cost = _Fields(cost_cfg, cost_where, dict(alpha=0.25, gamma=2, eps=1e-12, binary_input=False, weight=1.0))
             cost.expect("binary_input", False)
             cost("eps")  # keeps log(0) finite, as ours does with its own small constant
-            values.update({"MODEL.MATCHER.COST_CLASS": float(cost("weight")),
-                           "MODEL.MATCHER.FOCAL_ALPHA": float(cost("alpha")),
-                           "MODEL.MATCHER.FOCAL_GAMMA": float(cost("gamma"))})
+            cost.expect("alpha", focal_alpha)
+            cost.expect("gamma", focal_gamma)
+            values["MODEL.MATCHER.COST_CLASS"] = float(cost("weight"))
         elif kind == "BBoxL1Cost":
             cost = _Fields(cost_cfg, cost_where, dict(box_format="xyxy", weight=1.0))
             # "xywh": L1 between normalized (cx, cy, w, h), as the official

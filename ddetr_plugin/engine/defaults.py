@@ -20,7 +20,7 @@ CONFIG_DUMP_NAME = "config.yaml"
 
 
 def default_argument_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The flags of ``tools/train_net.py`` (DESIGN §6).
+    """The flags of ``tools/train_net.py``.
 
     ``--config-file`` (alias ``--config``), ``--num-gpus``, ``--num-machines``, ``--machine-rank``,
     ``--dist-url``, ``--resume``, ``--eval-only`` and trailing ``KEY VALUE`` config overrides (``opts``).
@@ -91,22 +91,13 @@ def default_setup(cfg: CfgNode, args: Optional[argparse.Namespace] = None) -> No
 def check_component_names(cfg: CfgNode) -> None:
     """Raise (before any work) if a component NAME in ``cfg`` is not registered; the error lists the choices."""
     from .. import modeling  # noqa: F401  (registers the built-in components)
-    from .. import registry
+    from ..registry import COMPONENT_KEYS, component_for_key
 
-    keys = {
-        "MODEL.META_ARCHITECTURE": (registry.META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE),
-        "MODEL.BACKBONE.NAME": (registry.BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME),
-        "MODEL.POSITION_ENCODING.NAME": (registry.POSITION_ENCODING_REGISTRY, cfg.MODEL.POSITION_ENCODING.NAME),
-        "MODEL.TRANSFORMER.NAME": (registry.TRANSFORMER_REGISTRY, cfg.MODEL.TRANSFORMER.NAME),
-        "MODEL.MATCHER.NAME": (registry.MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME),
-        "MODEL.CRITERION.NAME": (registry.CRITERION_REGISTRY, cfg.MODEL.CRITERION.NAME),
-        "MODEL.POSTPROCESSOR.NAME": (registry.POSTPROCESSOR_REGISTRY, cfg.MODEL.POSTPROCESSOR.NAME),
-    }
-    for key, (component_registry, name) in keys.items():
+    for key in COMPONENT_KEYS:
         try:
-            registry.get_component(component_registry, name)
+            component_for_key(key, cfg)
         except KeyError as e:
-            raise ConfigKeyError(f"{key}: {e.args[0]}") from None
+            raise ConfigKeyError(e.args[0]) from None
 
 
 def check_dataset_names(cfg: CfgNode) -> None:

@@ -43,7 +43,7 @@ class MetricsWriter:
     Args:
         output_dir: where metrics.json, the PNG and the TensorBoard events go.
         enabled: False on processes other than the main one (everything becomes a no-op).
-        plot_interval_s: redraw the PNG at most this often (it takes ~0.1-0.5 s); evaluation records
+        plot_interval_s: redraw the PNG at most this often (drawing it is slow); evaluation records
             and :meth:`close` always redraw.
         tensorboard: write TensorBoard events when the package is available.
     """

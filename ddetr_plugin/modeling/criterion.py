@@ -13,7 +13,7 @@ import torch.distributed as dist
 from torch import nn
 from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 
-from ..registry import CRITERION_REGISTRY, MATCHER_REGISTRY, build
+from ..registry import CRITERION_REGISTRY, build_from_key
 
 LOSS_TERMS = ("loss_ce", "loss_bbox", "loss_giou")
 
@@ -54,7 +54,7 @@ class SetCriterion(nn.Module):
     @classmethod
     def from_config(cls, cfg, matcher: Optional[nn.Module] = None) -> dict:
         if matcher is None:
-            matcher = build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg)
+            matcher = build_from_key("MODEL.MATCHER.NAME", cfg)
         return {
             "num_classes": cfg.MODEL.NUM_CLASSES,
             "matcher": matcher,

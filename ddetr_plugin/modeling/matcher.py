@@ -73,8 +73,9 @@ class HungarianMatcher(nn.Module):
             "cost_class": cfg.MODEL.MATCHER.COST_CLASS,
             "cost_bbox": cfg.MODEL.MATCHER.COST_BBOX,
             "cost_giou": cfg.MODEL.MATCHER.COST_GIOU,
-            "focal_alpha": cfg.MODEL.MATCHER.FOCAL_ALPHA,
-            "focal_gamma": cfg.MODEL.MATCHER.FOCAL_GAMMA,
+            # one focal loss for the cost and the criterion's classification loss
+            "focal_alpha": cfg.MODEL.CRITERION.FOCAL_ALPHA,
+            "focal_gamma": cfg.MODEL.CRITERION.FOCAL_GAMMA,
         }
 
     def extra_repr(self) -> str:

@@ -22,15 +22,12 @@ def _check_mask(mask: torch.Tensor) -> None:
 
 
 def _num_pos_feats_from_config(cfg: CfgNode) -> int:
-    """MODEL.POSITION_ENCODING.NUM_POS_FEATS, checked against MODEL.TRANSFORMER.D_MODEL."""
-    num_pos_feats = cfg.MODEL.POSITION_ENCODING.NUM_POS_FEATS
+    """Channels per axis: half of MODEL.TRANSFORMER.D_MODEL, so that the two axes fill the model width."""
     d_model = cfg.MODEL.TRANSFORMER.D_MODEL
-    if 2 * num_pos_feats != d_model:
-        raise ValueError(
-            f"MODEL.POSITION_ENCODING.NUM_POS_FEATS ({num_pos_feats}) must be half of "
-            f"MODEL.TRANSFORMER.D_MODEL ({d_model}): set it to {d_model // 2}"
-        )
-    return num_pos_feats
+    if d_model % 2:
+        raise ValueError(f"MODEL.TRANSFORMER.D_MODEL ({d_model}) must be even: the position encoding gives each "
+                         f"axis half of the channels")
+    return d_model // 2
 
 
 def _interleave_sin_cos(angles: torch.Tensor) -> torch.Tensor:

@@ -3,7 +3,7 @@
 On CUDA, "auto" prefers the Triton kernels unless a GPU benchmark committed in the repository
 (``benchmarks/gpu-<device>.md``, written by ``make gpu-check``) shows the compiled CUDA kernel
 ("native") faster for that dtype; then that dtype's entry below lists "native" first and its
-comment names the report. No GPU benchmark is committed yet, so every dtype prefers Triton.
+comment names the report. No GPU benchmark is committed, so every dtype prefers Triton.
 When the preferred kernel cannot run (Triton missing, extension not built) the next one is
 used, and the PyTorch reference when none can.
 

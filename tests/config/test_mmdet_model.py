@@ -54,6 +54,9 @@ def test_mmdet_deformable_detr_is_our_default_model():
     ("bbox_head.loss_iou", dict(type="IoULoss"), r"loss_iou\.type is 'IoULoss'; only 'GIoULoss'"),
     ("test_cfg.nms", dict(iou_threshold=0.5), r"test_cfg has fields that are not supported: nms"),
     ("encoder.num_cp", 2, "activation checkpointing"),
+    # our matcher's cost shares the loss's focal parameters
+    ("train_cfg.assigner.match_costs", [dict(type="FocalLossCost", weight=2.0, alpha=0.3)],
+     r"match_costs\[0\]\.alpha is 0.3; only 0.25"),
 ])
 def test_fields_it_cannot_honour_are_named(path, value, message):
     model = copy.deepcopy(MODEL)

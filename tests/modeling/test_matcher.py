@@ -172,9 +172,9 @@ def test_out_of_range_label_raises():
         HungarianMatcher()(outputs, targets)
 
 
-def test_built_from_config():
+def test_built_from_config_with_the_criterion_focal_parameters():
     cfg = get_cfg()
-    cfg.MODEL.MATCHER.COST_CLASS, cfg.MODEL.MATCHER.FOCAL_ALPHA = 1.0, 0.5
+    cfg.MODEL.MATCHER.COST_CLASS, cfg.MODEL.CRITERION.FOCAL_ALPHA = 1.0, 0.5
     matcher = build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg)
     assert isinstance(matcher, HungarianMatcher)
     assert (matcher.cost_class, matcher.cost_bbox, matcher.cost_giou) == (1.0, 5.0, 2.0)

@@ -101,14 +101,13 @@ def test_learned_table_size_is_enforced():
 
 
 @pytest.mark.parametrize("name", ["PositionEmbeddingSine", "PositionEmbeddingLearned"])
-def test_from_config_checks_num_pos_feats_against_d_model(name):
+def test_from_config_gives_each_axis_half_of_d_model(name):
     cfg = get_cfg()
     cfg.MODEL.TRANSFORMER.D_MODEL = 64
-    cfg.MODEL.POSITION_ENCODING.NUM_POS_FEATS = 32
     encoding = build(POSITION_ENCODING_REGISTRY, name, cfg)
     assert encoding(torch.zeros(1, 2, 3, dtype=torch.bool)).shape == (1, 64, 2, 3)
-    cfg.MODEL.POSITION_ENCODING.NUM_POS_FEATS = 64
-    with pytest.raises(ValueError, match=r"NUM_POS_FEATS \(64\).*D_MODEL \(64\).*set it to 32"):
+    cfg.MODEL.TRANSFORMER.D_MODEL = 63
+    with pytest.raises(ValueError, match=r"D_MODEL \(63\) must be even"):
         build(POSITION_ENCODING_REGISTRY, name, cfg)
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-from .benchmark_tools import load_benchmark_tool
+from ..checkpoint.helpers import load_tool
 
 GPU = {"name": "NVIDIA H200", "capability": "9.0", "multiprocessors": 132, "memory_gib": 139.8, "torch": "2.11.0",
        "cuda": "13.0", "triton": "3.6.0"}
@@ -13,7 +13,7 @@ GPU = {"name": "NVIDIA H200", "capability": "9.0", "multiprocessors": 132, "memo
 
 @pytest.fixture
 def gpu_check():
-    return load_benchmark_tool("gpu_check")
+    return load_tool("gpu_check")
 
 
 def test_refuses_cleanly_without_a_gpu(gpu_check, monkeypatch, tmp_path, capsys):
@@ -44,14 +44,14 @@ def fake_op_json(dtype, times):
     """benchmark_op's --json for fwd+bwd timings {(backend, shape): ms}, table made by the tool itself."""
     results = [{"shape": shape, "mode": "fwd+bwd", "backend": backend, "ms": ms, "peak_mib": 100.0}
                for (backend, shape), ms in times.items()]
-    table = {"header": load_benchmark_tool("benchmark_op").TABLE_HEADER,
-             "rows": load_benchmark_tool("benchmark_op").speedup_rows(results)}
+    table = {"header": load_tool("benchmark_op").TABLE_HEADER,
+             "rows": load_tool("benchmark_op").speedup_rows(results)}
     settings = {"repeats": 20, "locations": "model-like", "dtype": dtype}
     return {"settings": settings, "results": results, "failures": {}, "table": table}
 
 
 def fake_model_json():
-    tool = load_benchmark_tool("benchmark_model")
+    tool = load_tool("benchmark_model")
     rows = [{"device": "cuda", "what": "inference bs1 800x1066", "precision": precision, "images": 1, "ours": seconds,
              "peak_mib": 900.0} for precision, seconds in (("fp32", 0.05), ("bf16", 0.02))]
     rows.append({"device": "cuda", "what": "train step bs2 512x640", "precision": "bf16", "images": 2, "ours": 0.25})

@@ -1,4 +1,4 @@
-"""MMDetection 3.x integration (DESIGN.md §9).
+"""MMDetection 3.x integration.
 
 Importing it (in a config: ``custom_imports=dict(imports=['ddetr_plugin.integrations.mmdet'],
 allow_failed_imports=False)``) registers in mmdet's registries:

@@ -1,12 +1,10 @@
 """Launch parameters of the Triton kernels, chosen from the problem size.
 
 No autotuning: the choice is a pure function of (rows, channels), so it costs nothing at run
-time and traces under ``torch.compile``. The sizes are first choices made without a GPU (none
-has run these kernels yet), from the compiled code only: for D = 32 in float32 on sm_90, a
-512-element tile on 4 warps (4 channels per thread, one 16-byte load per neighbour) compiles
-to 56 registers in the forward kernel and 80 in the backward one, with vector loads and vector
-atomics and no spills; 8 channels per thread took 92 and 139. ``make gpu-check`` is where they
-get measured.
+time and traces under ``torch.compile``. The sizes are chosen from the compiled code, not from
+GPU timings: a 512-element tile on 4 warps (4 channels per thread, one 16-byte load per
+neighbour) compiles with vector loads and vector atomics and no spills, in fewer registers than
+8 channels per thread (docs/benchmarks.md). ``make gpu-check`` times them.
 """
 from typing import NamedTuple
 
@@ -16,7 +14,7 @@ GPU_TILE = 512  # elements of one (BLOCK_ROWS, BLOCK_CHANNELS) tile, when D leav
 INTERPRETER_TILE = 4096
 ELEMENTS_PER_WARP = 128  # 4 per thread: num_warps grows with the tile, up to MAX_WARPS
 MAX_WARPS = 8
-# Programs to aim for on a GPU: several per multiprocessor (132 on an H100/H200), so that
+# Programs to aim for on a GPU: several per multiprocessor (a large GPU has over a hundred), so that
 # decoder-sized problems (a few thousand rows) still spread over the whole chip.
 GPU_PROGRAMS = 1024
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ....tools.benchmark_tools import load_benchmark_tool
+from ....checkpoint.helpers import load_tool
 
 LEVELS = ((6, 8), (3, 4))
 
@@ -10,7 +10,7 @@ LEVELS = ((6, 8), (3, 4))
 @pytest.fixture
 def tool(monkeypatch):
     """The tool with a decoder of 20 queries instead of 300: the interpreter is slow."""
-    tool = load_benchmark_tool("benchmark_op")
+    tool = load_tool("benchmark_op")
     monkeypatch.setitem(tool.SHAPES, "decoder", 20)
     return tool
 

@@ -1,5 +1,7 @@
-"""Markdown tables for the benchmark tools and the GPU check report (no torch import: the GPU check
-renders them before anything is built)."""
+"""Markdown tables for the benchmark tools and the GPU check report.
+
+No torch import: the GPU check renders its report before anything is built.
+"""
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -1,12 +1,13 @@
-"""Baseline CUDA kernels of multi-scale deformable attention, for tools/benchmark_op.py only.
+"""Baseline CUDA kernels of multi-scale deformable attention, for tools/benchmark_op.py and its tests.
 
 ``msda_baseline.cu`` follows the parallel design of the official Deformable DETR op (one thread
-per output channel, shared-memory reduction of the location and weight gradients); our kernel in
-csrc/cuda/ is measured against it. It is not part of the package build: ``load_baseline()``
-compiles it just in time with ``torch.utils.cpp_extension.load`` into torch's extensions cache
-(``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), for the visible GPUs'
-architectures unless ``TORCH_CUDA_ARCH_LIST`` names others. The CUDA toolkit is found as
-setup.py finds it. The first call takes a minute or two; later ones reuse the cached build.
+per output channel, shared-memory reduction of the location and weight gradients): the GPU
+baseline our kernels in csrc/cuda/ and ddetr_plugin/ops/triton/ are timed against. It is not
+part of the package build: ``load_baseline()`` compiles it just in time with
+``torch.utils.cpp_extension.load`` into torch's extensions cache (``TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``), for the visible GPUs' architectures unless
+``TORCH_CUDA_ARCH_LIST`` names others. The CUDA toolkit is found as setup.py finds it. The first
+call compiles; later ones reuse the cached build.
 """
 import functools
 import importlib.util
@@ -17,7 +18,7 @@ from typing import Callable, NamedTuple
 import torch
 
 HERE = Path(__file__).resolve().parent
-REPO_ROOT = HERE.parents[1]
+REPO_ROOT = HERE.parents[1]  # benchmarks/msda_baseline/ -> the checkout
 EXTENSION_NAME = "ddetr_msda_baseline"
 
 

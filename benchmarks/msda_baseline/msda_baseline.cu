@@ -1,7 +1,7 @@
 // Baseline CUDA kernels of multi-scale deformable attention, for tools/benchmark_op.py only (not
 // part of the package build). They follow the parallel design of the official Deformable DETR op,
-// against which csrc/cuda/ms_deform_attn_cuda.cu is measured; shapes and sampling semantics are
-// those of csrc/ms_deform_attn.h.
+// the GPU baseline csrc/cuda/ms_deform_attn_cuda.cu is timed against; shapes and sampling
+// semantics are those of csrc/ms_deform_attn.h.
 //
 // forward:  one thread per output element (n, q, m, c). It loops over levels and points, samples
 //           value[n, :, m, c] bilinearly at each location (four scalar loads) and accumulates the

@@ -1,30 +1,16 @@
-"""tools/msda_baseline: the benchmark's baseline kernels match the PyTorch reference (needs a GPU).
+"""benchmarks/msda_baseline: the benchmark's baseline kernels match the PyTorch reference (needs a GPU).
 
-The first run compiles the kernels (about a minute); later runs reuse torch's extensions cache.
+The first run compiles the kernels; later runs reuse torch's extensions cache.
 """
-import importlib.util
-import sys
-
 import pytest
 import torch
 
+from benchmarks.msda_baseline import baseline_ms_deform_attn
 from ddetr_plugin.ops import ms_deform_attn_pytorch
 
-from ..checkpoint.helpers import TOOLS
 from ..ops.inputs import make_inputs
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="the baseline kernels are CUDA only")
-
-
-def baseline_module():
-    """tools/msda_baseline as a module (tools/ is not a package)."""
-    name = "ddetr_tools_msda_baseline"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, TOOLS / "msda_baseline" / "__init__.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 def output_and_grads(attention, inputs):
@@ -40,7 +26,7 @@ def output_and_grads(attention, inputs):
 def test_float64_matches_reference(channels):
     # Locations spread over [-0.2, 1.2]: partly outside the maps, where corners read zeros.
     inputs = make_inputs(channels=channels, queries=20, device="cuda")
-    actual = output_and_grads(baseline_module().baseline_ms_deform_attn, inputs)
+    actual = output_and_grads(baseline_ms_deform_attn, inputs)
     expected = output_and_grads(ms_deform_attn_pytorch, inputs)
     for name, a, e in zip(("output", "grad_value", "grad_locations", "grad_weights"), actual, expected):
         torch.testing.assert_close(a, e, atol=1e-10, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
@@ -49,7 +35,7 @@ def test_float64_matches_reference(channels):
 def test_bfloat16_close_to_float64_reference():
     inputs = make_inputs(heads=4, channels=32, queries=30, device="cuda")
     inputs16 = [t.detach().to(torch.bfloat16).requires_grad_() if t.is_floating_point() else t for t in inputs]
-    actual = output_and_grads(baseline_module().baseline_ms_deform_attn, inputs16)
+    actual = output_and_grads(baseline_ms_deform_attn, inputs16)
     # The reference on the same bfloat16-rounded inputs, in float64.
     expected = output_and_grads(
         ms_deform_attn_pytorch, [t.detach().double().requires_grad_() if t.is_floating_point() else t for t in inputs16]
