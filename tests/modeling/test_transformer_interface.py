@@ -70,7 +70,7 @@ def _cfg(name: str):
     cfg.merge_from_list([
         "MODEL.DEVICE", "cpu", "MODEL.NUM_CLASSES", 3, "MODEL.NUM_QUERIES", 5, "MODEL.NUM_FEATURE_LEVELS", 2,
         "MODEL.BACKBONE.DEPTH", 18, "MODEL.BACKBONE.NORM", "BN", "MODEL.BACKBONE.OUT_FEATURES", ["layer3", "layer4"],
-        "MODEL.POSITION_ENCODING.NUM_POS_FEATS", 16, "MODEL.TRANSFORMER.NAME", name,
+        "MODEL.TRANSFORMER.NAME", name,
         "MODEL.TRANSFORMER.D_MODEL", 32, "MODEL.TRANSFORMER.DEC_LAYERS", 3,
     ])
     return cfg

@@ -2,8 +2,9 @@
 
 Data flow of ``forward_raw``: backbone -> input projections, level masks and
 position encodings -> transformer (``DetectionTransformer``: flatten -> encoder ->
-query selection, learned or two-stage -> decoder) -> per-layer class and box heads. ``forward`` adds the
-image batching and either the losses (training) or the postprocessing (eval).
+query selection, learned or two-stage -> decoder) -> per-layer class and box heads.
+``forward`` adds the image batching and either the losses (training) or the
+postprocessing (eval). The CPU fast paths are turned on at construction (``cpu_fast_paths``).
 
 State-dict names follow the official checkpoints (``backbone.body.*``,
 ``input_proj.{l}.{0,1}``, ``transformer.*``, ``query_embed``,
