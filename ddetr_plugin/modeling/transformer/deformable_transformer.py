@@ -177,15 +177,9 @@ class DeformableTransformer(DetectionTransformer):
             record=record,
         )
 
-    def select_queries(
-        self,
-        memory: torch.Tensor,
-        levels: FlatLevels,
-        num_queries: int,
-        query_embed: Optional[torch.Tensor] = None,
-        proposal_class_head: Optional[nn.Module] = None,
-        proposal_box_head: Optional[nn.Module] = None,
-    ) -> DecoderQueries:
+    def select_queries(self, memory: torch.Tensor, levels: FlatLevels, num_queries: int,
+                       query_embed: Optional[torch.Tensor] = None, proposal_class_head: Optional[nn.Module] = None,
+                       proposal_box_head: Optional[nn.Module] = None) -> DecoderQueries:
         """Initial queries and references for the decoder.
 
         One-stage: ``query_embed`` (Q, 2C) is split into positions and contents; the
@@ -227,14 +221,8 @@ class DeformableTransformer(DetectionTransformer):
             target, query_pos, top_coords_unact.sigmoid(), enc_outputs_class, enc_outputs_coord_unact
         )
 
-    def decode(
-        self,
-        queries: DecoderQueries,
-        memory: torch.Tensor,
-        levels: FlatLevels,
-        bbox_embed: Optional[Sequence[nn.Module]] = None,
-        record: Optional[list] = None,
-    ) -> DecoderOutput:
+    def decode(self, queries: DecoderQueries, memory: torch.Tensor, levels: FlatLevels,
+               bbox_embed: Optional[Sequence[nn.Module]] = None, record: Optional[list] = None) -> DecoderOutput:
         """Run the decoder; ``bbox_embed`` (one head per layer) enables box refinement; ``record``:
         see ``DeformableTransformerDecoder``."""
         return self.decoder(
