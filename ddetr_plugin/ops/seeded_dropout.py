@@ -1,8 +1,7 @@
 """Dropout with a mask that is a pure function of (seed, element index): fast on the CPU.
 
 torch's CPU dropout samples one Bernoulli variable per element sequentially and saves the
-mask for backward; on the encoder's 10^7-element activations that is ~100 ms per call on
-two cores. ``ddetr::seeded_dropout`` (csrc/cpu/seeded_dropout_cpu.cpp) hashes the element
+mask for backward, slow on the encoder's large activations. ``ddetr::seeded_dropout`` (csrc/cpu/seeded_dropout_cpu.cpp) hashes the element
 index with a seed in one parallel pass, and its backward is the same op on the gradient with
 the same seed, so nothing is saved. The seed is drawn from torch's global CPU generator, so
 seeding, and checkpointed RNG states, make runs reproducible as with ``F.dropout``.

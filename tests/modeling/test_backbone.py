@@ -199,14 +199,21 @@ def test_built_from_config_through_the_registry():
     assert trainable == {"layer2", "layer3", "layer4"}
 
 
-def test_inference_layout_gives_the_training_layout_features():
-    # CPU inference runs channels-last inside (faster convolutions); the features are the same and contiguous
+def test_channels_last_inference_gives_the_training_layout_features():
+    # the CPU fast path runs inference channels-last inside (faster convolutions); the features are the
+    # same and contiguous
     torch.manual_seed(0)
     backbone = ResNetBackbone(depth=50, out_features=["layer2", "layer3", "layer4"]).eval()
+    assert not backbone.channels_last_inference  # plain NCHW unless a detector turns the fast paths on
+    backbone.channels_last_inference = True
+    layouts = []
+    backbone.body.layer1.register_forward_pre_hook(
+        lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last)))
     images = torch.randn(1, 3, 70, 90)
     trained_path = backbone(images)  # autograd on: contiguous layout throughout
     with torch.no_grad():
         inference_path = backbone(images)
+    assert layouts == [False, True]
     for name, feature in inference_path.items():
         assert feature.is_contiguous(), name
         expected = trained_path[name].detach()

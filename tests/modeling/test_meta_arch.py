@@ -128,8 +128,8 @@ class PoolingBackbone(nn.Module):
 def test_padded_image_gives_the_same_detections_as_alone(refine):
     torch.manual_seed(0)
     transformer = DeformableTransformer(
-        d_model=32, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=64,
-        num_feature_levels=3, enc_n_points=2, dec_n_points=2,
+        d_model=32, num_heads=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=64,
+        num_feature_levels=3, enc_num_points=2, dec_num_points=2,
     )
     model = DeformableDETR(
         backbone=PoolingBackbone(), position_encoding=PositionEmbeddingSine(16), transformer=transformer,
@@ -232,11 +232,6 @@ def test_errors_name_the_problem():
     cfg.merge_from_list(["MODEL.META_ARCHITECTURE", "NoSuchDETR"])
     with pytest.raises(KeyError, match="NoSuchDETR.*DeformableDETR"):
         build_model(cfg)
-    transformer = DeformableTransformer(d_model=32, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
-                                        two_stage=True, two_stage_num_proposals=5)
-    with pytest.raises(ValueError, match="keeps 5 proposals but num_queries is 8"):
-        DeformableDETR(backbone=PoolingBackbone(), position_encoding=PositionEmbeddingSine(16),
-                       transformer=transformer, num_classes=3, num_queries=8)
     model = tiny_model("plain")
     with pytest.raises(KeyError, match=r"batched_inputs\[0\]\['targets'\]"):
         model.train()(detection_batch(with_targets=False))

@@ -14,7 +14,7 @@ D_MODEL, HEADS, POINTS = 32, 4, 3
 
 def _module() -> MSDeformAttn:
     torch.manual_seed(0)
-    module = MSDeformAttn(D_MODEL, n_levels=len(SHAPES), n_heads=HEADS, n_points=POINTS).double()
+    module = MSDeformAttn(D_MODEL, num_levels=len(SHAPES), num_heads=HEADS, num_points=POINTS).double()
     with torch.no_grad():  # random weights everywhere, so no term hides behind a zero init
         for parameter in module.parameters():
             parameter.normal_(0, 0.3)
@@ -120,7 +120,7 @@ def test_attention_weights_softmax_jointly_over_levels_and_points(monkeypatch):
 
 
 def test_initialisation_is_the_official_pattern():
-    module = MSDeformAttn(d_model=64, n_levels=2, n_heads=8, n_points=3)
+    module = MSDeformAttn(d_model=64, num_levels=2, num_heads=8, num_points=3)
     assert module.sampling_offsets.weight.abs().max() == 0
     bias = module.sampling_offsets.bias.view(8, 2, 3, 2)  # (M, L, P, (x, y))
     # head h points along angle 2*pi*h/8, scaled so the larger component is 1
@@ -135,8 +135,8 @@ def test_initialisation_is_the_official_pattern():
 
 
 def test_errors_name_the_problem():
-    with pytest.raises(ValueError, match="divisible by n_heads"):
-        MSDeformAttn(d_model=30, n_heads=8)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        MSDeformAttn(d_model=30, num_heads=8)
     module = _module()
     query, reference, value_input, spatial_shapes, level_start_index = _inputs()
     with pytest.raises(ValueError, match=r"reference_points must be \(N, Lq, L, 2\) or \(N, Lq, L, 4\)"):

@@ -30,12 +30,11 @@ def _randomize(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
     return module
 
 
-def _transformer(two_stage=False, num_queries=6, levels=2, dec_layers=2) -> DeformableTransformer:
+def _transformer(two_stage=False, levels=2, dec_layers=2) -> DeformableTransformer:
     torch.manual_seed(0)
     return DeformableTransformer(
-        d_model=D_MODEL, nhead=4, num_encoder_layers=2, num_decoder_layers=dec_layers, dim_feedforward=48,
-        dropout=0.0, num_feature_levels=levels, enc_n_points=2, dec_n_points=3, two_stage=two_stage,
-        two_stage_num_proposals=num_queries,
+        d_model=D_MODEL, num_heads=4, num_encoder_layers=2, num_decoder_layers=dec_layers, dim_feedforward=48,
+        dropout=0.0, num_feature_levels=levels, enc_num_points=2, dec_num_points=3, two_stage=two_stage,
     ).double().eval()
 
 
@@ -133,7 +132,7 @@ def test_fixed_references_without_refinement():
     sizes = [(4, 6), (2, 3)]
     torch.manual_seed(2)
     feats = [torch.randn(1, D_MODEL, h, w, dtype=torch.float64) for h, w in sizes]
-    out = transformer(feats, _masks(sizes, [sizes]), feats, torch.randn(6, 2 * D_MODEL, dtype=torch.float64))
+    out = transformer(feats, _masks(sizes, [sizes]), feats, 6, torch.randn(6, 2 * D_MODEL, dtype=torch.float64))
     assert out.hidden_states.shape == (2, 1, 6, D_MODEL)
     assert out.reference_points[0].shape == (1, 6, 2)
     torch.testing.assert_close(out.reference_points[1], out.reference_points[0])
@@ -147,7 +146,7 @@ def test_box_refinement_moves_references_and_detaches_them():
     torch.manual_seed(2)
     feats = [torch.randn(1, D_MODEL, h, w, dtype=torch.float64) for h, w in sizes]
     query_embed = torch.randn(6, 2 * D_MODEL, dtype=torch.float64)
-    out = transformer(feats, _masks(sizes, [sizes]), feats, query_embed, bbox_embed=box_heads)
+    out = transformer(feats, _masks(sizes, [sizes]), feats, 6, query_embed, bbox_embed=box_heads)
 
     refs = out.reference_points
     assert [r.shape[-1] for r in refs] == [2, 4, 4]  # a 2-d point becomes a box after the first layer
@@ -223,13 +222,14 @@ def test_proposal_pos_embed_values():
 
 def test_two_stage_selects_top_k_proposals_by_the_first_logit():
     num_queries = 7
-    transformer = _transformer(two_stage=True, num_queries=num_queries)
+    transformer = _transformer(two_stage=True)
     class_heads, box_heads = _heads(1, std=0.05)
     sizes = [(4, 6), (2, 3)]
     masks = _masks(sizes, [[(4, 6), (2, 3)], [(2, 4), (1, 2)]])
     torch.manual_seed(2)
     feats = [torch.randn(2, D_MODEL, h, w, dtype=torch.float64) for h, w in sizes]
-    out = transformer(feats, masks, feats, proposal_class_head=class_heads[0], proposal_box_head=box_heads[0])
+    out = transformer(feats, masks, feats, num_queries, proposal_class_head=class_heads[0],
+                      proposal_box_head=box_heads[0])
 
     assert out.enc_outputs_class.shape == (2, 30, 3) and out.enc_outputs_coord_unact.shape == (2, 30, 4)
     padding_mask = torch.cat([m.flatten(1) for m in masks], dim=1)
@@ -271,8 +271,8 @@ def test_one_stage_outputs_do_not_depend_on_padding(refine):
     _, box_heads = _heads(2) if refine else (None, None)
     alone, padded, _ = _padded_pair(transformer)
     query_embed = torch.randn(6, 2 * D_MODEL, dtype=torch.float64)
-    expected = transformer(*alone, query_embed, bbox_embed=box_heads)
-    actual = transformer(*padded, query_embed, bbox_embed=box_heads)
+    expected = transformer(*alone, 6, query_embed, bbox_embed=box_heads)
+    actual = transformer(*padded, 6, query_embed, bbox_embed=box_heads)
     # tolerance: the valid ratios are float32, as the official
     torch.testing.assert_close(actual.hidden_states[:, :1], expected.hidden_states, atol=1e-5, rtol=1e-5)
     for got, want in zip(actual.reference_points, expected.reference_points):
@@ -280,12 +280,12 @@ def test_one_stage_outputs_do_not_depend_on_padding(refine):
 
 
 def test_two_stage_proposals_do_not_depend_on_padding():
-    transformer = _randomize(_transformer(two_stage=True, num_queries=5))
+    transformer = _randomize(_transformer(two_stage=True))
     class_heads, box_heads = _heads(1, std=0.05)
     alone, padded, index = _padded_pair(transformer)
     heads = dict(proposal_class_head=class_heads[0], proposal_box_head=box_heads[0])
-    expected = transformer(*alone, **heads)
-    actual = transformer(*padded, **heads)
+    expected = transformer(*alone, 5, **heads)
+    actual = transformer(*padded, 5, **heads)
     torch.testing.assert_close(actual.enc_outputs_class[0, index], expected.enc_outputs_class[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(
         actual.enc_outputs_coord_unact[0, index], expected.enc_outputs_coord_unact[0], atol=1e-5, rtol=1e-5
@@ -298,7 +298,8 @@ def test_built_from_config_with_official_names_and_init():
     cfg.merge_from_list(["MODEL.TRANSFORMER.D_MODEL", 64, "MODEL.TRANSFORMER.ENC_LAYERS", 1,
                          "MODEL.TRANSFORMER.DEC_LAYERS", 2, "MODEL.NUM_QUERIES", 9, "MODEL.TWO_STAGE", True])
     transformer = build(TRANSFORMER_REGISTRY, "DeformableTransformer", cfg)
-    assert transformer.two_stage_num_proposals == 9 and transformer.num_feature_levels == 4
+    assert transformer.two_stage and transformer.num_feature_levels == 4 and transformer.num_decoder_layers == 2
+    assert not hasattr(transformer, "two_stage_num_proposals")  # two-stage keeps MODEL.NUM_QUERIES proposals
     keys = set(transformer.state_dict())
     for key in ("level_embed", "encoder.layers.0.self_attn.sampling_offsets.weight", "encoder.layers.0.norm2.bias",
                 "decoder.layers.1.cross_attn.value_proj.weight", "decoder.layers.1.self_attn.in_proj_weight",
@@ -309,7 +310,7 @@ def test_built_from_config_with_official_names_and_init():
     assert transformer.pos_trans.weight.shape == (128, 128)
     assert transformer.decoder.layers[0].self_attn.in_proj_bias.abs().max() == 0
 
-    one_stage = DeformableTransformer(d_model=64, nhead=8, num_encoder_layers=1, num_decoder_layers=1)
+    one_stage = DeformableTransformer(d_model=64, num_heads=8, num_encoder_layers=1, num_decoder_layers=1)
     assert one_stage.reference_points.bias.abs().max() == 0
     # every MSDeformAttn keeps its own scheme after the transformer-wide xavier pass
     assert one_stage.encoder.layers[0].self_attn.attention_weights.weight.abs().max() == 0
@@ -321,13 +322,15 @@ def test_errors_name_the_problem():
     sizes = [(4, 6), (2, 3)]
     feats = [torch.zeros(1, D_MODEL, h, w, dtype=torch.float64) for h, w in sizes]
     with pytest.raises(ValueError, match="expects 2 levels"):
-        transformer(feats[:1], _masks(sizes, [sizes])[:1], feats[:1], torch.zeros(6, 2 * D_MODEL))
+        transformer(feats[:1], _masks(sizes, [sizes])[:1], feats[:1], 6, torch.zeros(6, 2 * D_MODEL))
     with pytest.raises(ValueError, match="needs query_embed"):
-        transformer(feats, _masks(sizes, [sizes]), feats)
+        transformer(feats, _masks(sizes, [sizes]), feats, 6)
+    with pytest.raises(ValueError, match="query_embed has 6 rows, expected num_queries = 5"):
+        transformer(feats, _masks(sizes, [sizes]), feats, 5, torch.zeros(6, 2 * D_MODEL, dtype=torch.float64))
     with pytest.raises(ValueError, match="MODEL.TRANSFORMER.ACTIVATION must be one of"):
-        DeformableTransformer(d_model=32, nhead=4, activation="swish")
-    two_stage = _transformer(two_stage=True, num_queries=31)  # 30 positions only
+        DeformableTransformer(d_model=32, num_heads=4, activation="swish")
+    two_stage = _transformer(two_stage=True)
     class_heads, box_heads = _heads(1)
     with pytest.raises(ValueError, match="have 30 positions, fewer than the 31 proposals"):
-        two_stage(feats, _masks(sizes, [sizes]), feats, proposal_class_head=class_heads[0],
+        two_stage(feats, _masks(sizes, [sizes]), feats, 31, proposal_class_head=class_heads[0],
                   proposal_box_head=box_heads[0])

@@ -2,10 +2,8 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from ddetr_plugin.modeling.transformer import Linear
 from ddetr_plugin.ops import linear
 from ddetr_plugin.ops import onednn_linear as linear_module
 
@@ -87,17 +85,6 @@ def test_falls_back_to_f_linear_where_onednn_does_not_apply():
     assert linear(torch.randn(8), weight).shape == (3,)
     traced = torch.jit.trace(lambda t: linear(t, weight), (x,))
     assert "aten::linear" in str(traced.graph)
-
-
-def test_linear_module_is_a_drop_in_nn_linear():
-    torch.manual_seed(3)
-    reference = nn.Linear(24, 10)
-    layer = Linear(24, 10)
-    assert isinstance(layer, nn.Linear)
-    assert layer.state_dict().keys() == reference.state_dict().keys()
-    layer.load_state_dict(reference.state_dict())
-    x = torch.randn(4, 6, 24)
-    torch.testing.assert_close(layer(x), reference(x), rtol=1e-5, atol=1e-5)
 
 
 @onednn_only

@@ -26,7 +26,8 @@ from ddetr_plugin.config.dotted import config_value, set_config_value
 # our MODEL.* entries that the meta-architecture reads (the backbone, pixel statistics, device and
 # weights are detectron2's own keys)
 MODEL_KEYS = ("NUM_CLASSES", "NUM_QUERIES", "NUM_FEATURE_LEVELS", "WITH_BOX_REFINE", "TWO_STAGE", "AUX_LOSS",
-              "LABEL_SPACE", "TRANSFORMER", "MATCHER", "CRITERION", "POSTPROCESSOR", "POSITION_ENCODING")
+              "LABEL_SPACE", "TRANSFORMER", "MATCHER", "CRITERION", "POSTPROCESSOR", "POSITION_ENCODING",
+              "CPU_FAST_PATHS")
 # keys detectron2's config lacks: added with our default
 ADDED_KEYS = tuple(f"MODEL.DEFORMABLE_DETR.{key}" for key in MODEL_KEYS) + (
     "SOLVER.BETAS", "SOLVER.BACKBONE_LR_MULTIPLIER", "SOLVER.LINEAR_PROJ_LR_MULTIPLIER",

@@ -57,6 +57,9 @@ class ResNetBackbone(Backbone):
     ``pretrained`` names a local state dict; nothing is downloaded.
     """
 
+    # set by ``enable_cpu_fast_paths``: plain NCHW unless the detector turns the fast paths on
+    channels_last_inference: bool = False
+
     def __init__(
         self,
         depth: int = 50,
@@ -124,15 +127,14 @@ class ResNetBackbone(Backbone):
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, 3, H, W) normalised -> {stage: (B, C, ceil(H / stride), ceil(W / stride))} contiguous.
 
-        CPU inference (no autograd) runs the stages in channels-last layout: oneDNN's convolutions
-        are faster there (ResNet-50 at 800x1066: 0.84-0.89 s instead of 1.33-1.43 s on two cores).
-        Training stays contiguous: measured on two cores, no gain for ResNet-50 with frozen BN and
-        2-6% slower for the quick-start's ResNet-18 with trainable BN. The features are returned
-        contiguous: on channels-last maps the CPU GroupNorm of the input projections gives results up
-        to 1e-2 away from the contiguous kernel's (seen on a small padded level), which is the one the
-        official and HF models run.
+        With ``channels_last_inference`` (a CPU fast path, ``modeling/cpu_fast_paths.py``), CPU inference
+        (no autograd) runs the stages in channels-last layout, where oneDNN's convolutions are faster;
+        training stays contiguous, where it brings no gain. The features are returned contiguous: the
+        CPU GroupNorm of the input projections differs on channels-last maps from the contiguous kernel,
+        the one the official and HF models run.
         """
-        channels_last = images.device.type == "cpu" and not torch.is_grad_enabled()
+        channels_last = (self.channels_last_inference and images.device.type == "cpu"
+                         and not torch.is_grad_enabled())
         x = images.contiguous(memory_format=torch.channels_last) if channels_last else images
         features = {}
         for name, module in self.body.items():

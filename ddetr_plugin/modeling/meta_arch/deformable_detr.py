@@ -1,9 +1,10 @@
 """Deformable DETR (Zhu et al.): the detector built from its components.
 
 Data flow of ``forward_raw``: backbone -> input projections, level masks and
-position encodings -> transformer encoder -> query selection (learned or
-two-stage) -> decoder -> per-layer class and box heads. ``forward`` adds the
-image batching and either the losses (training) or the postprocessing (eval).
+position encodings -> transformer (``DetectionTransformer``: flatten -> encoder ->
+query selection, learned or two-stage -> decoder) -> per-layer class and box heads.
+``forward`` adds the image batching and either the losses (training) or the
+postprocessing (eval). The CPU fast paths are turned on at construction (``cpu_fast_paths``).
 
 State-dict names follow the official checkpoints (``backbone.body.*``,
 ``input_proj.{l}.{0,1}``, ``transformer.*``, ``query_embed``,
@@ -33,7 +34,8 @@ from ddetr_plugin.registry import (
     build,
 )
 
-from ..transformer import MLP, DecoderOutput, DecoderQueries, DeformableTransformer, Linear, apply_box_delta
+from ..cpu_fast_paths import cpu_fast_paths_allowed, enable_cpu_fast_paths
+from ..transformer import MLP, DetectionTransformer, TransformerOutput, apply_box_delta
 from .intermediates import collect_intermediates
 
 CLASS_PRIOR_PROB = 0.01  # initial foreground probability of every class logit
@@ -72,10 +74,10 @@ class DeformableDETR(nn.Module):
         backbone: images (B, 3, H, W) -> dict of features, with ``output_shape()``
             (name -> ShapeSpec(channels, stride)), finest first.
         position_encoding: padding mask (B, H, W) -> (B, d_model, H, W).
-        transformer: a ``DeformableTransformer``; its ``num_feature_levels`` and
-            ``two_stage`` define the variant.
+        transformer: a ``DetectionTransformer`` (``DeformableTransformer``); its
+            ``num_feature_levels`` and ``two_stage`` define the variant.
         num_classes: C, classes of the sigmoid classifier (no background).
-        num_queries: Q (for two-stage, the transformer's ``two_stage_num_proposals``).
+        num_queries: Q (for two-stage, the proposals kept).
         with_box_refine: each decoder layer refines the previous layer's boxes.
         aux_loss: return the earlier decoder layers' predictions in "aux_outputs".
         criterion: outputs, targets -> dict of weighted losses (needed for training).
@@ -84,6 +86,8 @@ class DeformableDETR(nn.Module):
         in_features: the backbone outputs that feed the transformer, finest first; default
             the last ``min(num_feature_levels, #outputs)`` of ``backbone.output_shape()``.
         input_proj_bias: whether the input projections' convs have a bias.
+        cpu_fast_paths: turn on the CPU fast paths (``modeling/cpu_fast_paths.py``) unless the
+            environment variable ``DDETR_CPU_FAST_PATHS=0`` forbids them.
     """
 
     def __init__(
@@ -91,7 +95,7 @@ class DeformableDETR(nn.Module):
         *,
         backbone: nn.Module,
         position_encoding: nn.Module,
-        transformer: DeformableTransformer,
+        transformer: DetectionTransformer,
         num_classes: int,
         num_queries: int,
         with_box_refine: bool = False,
@@ -102,16 +106,12 @@ class DeformableDETR(nn.Module):
         pixel_std: Sequence[float] = (58.395, 57.12, 57.375),
         in_features: Optional[Sequence[str]] = None,
         input_proj_bias: bool = True,
+        cpu_fast_paths: bool = True,
     ):
         super().__init__()
         d_model = transformer.d_model
         num_levels = transformer.num_feature_levels
         self.two_stage = transformer.two_stage
-        if self.two_stage and transformer.two_stage_num_proposals != num_queries:
-            raise ValueError(
-                f"two-stage: the transformer keeps {transformer.two_stage_num_proposals} proposals but "
-                f"num_queries is {num_queries}; they must agree"
-            )
         self.num_queries = num_queries
         self.num_feature_levels = num_levels
         self.with_box_refine = with_box_refine
@@ -137,15 +137,18 @@ class DeformableDETR(nn.Module):
                                            num_levels, bias=input_proj_bias)
         if not self.two_stage:
             self.query_embed = nn.Embedding(num_queries, d_model * 2)
-        self._build_heads(d_model, num_classes, transformer.decoder.num_layers)
+        self._build_heads(d_model, num_classes, transformer.num_decoder_layers)
 
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1), False)
+        self.cpu_fast_paths = cpu_fast_paths_allowed(cpu_fast_paths)
+        if self.cpu_fast_paths:
+            enable_cpu_fast_paths(self)
 
     def _build_heads(self, d_model: int, num_classes: int, num_decoder_layers: int) -> None:
         """One class and one box head per decoder layer (plus one for the encoder proposals
         with two-stage), initialised as the official."""
-        class_embed = Linear(d_model, num_classes)
+        class_embed = nn.Linear(d_model, num_classes)
         bbox_embed = MLP(d_model, d_model, 4, 3)
         nn.init.constant_(class_embed.bias, -math.log((1 - CLASS_PRIOR_PROB) / CLASS_PRIOR_PROB))
         nn.init.zeros_(bbox_embed.layers[-1].weight)
@@ -182,6 +185,7 @@ class DeformableDETR(nn.Module):
             postprocessor=build(POSTPROCESSOR_REGISTRY, cfg.MODEL.POSTPROCESSOR.NAME, cfg),
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD),
+            cpu_fast_paths=cfg.MODEL.CPU_FAST_PATHS,
         )
 
     @property
@@ -287,21 +291,18 @@ class DeformableDETR(nn.Module):
         decoder_sampling = [] if return_intermediates else None
         features = self.backbone(images)
         srcs, masks, pos_embeds = self.prepare_levels(features, padding_mask)
-        levels = self.transformer.flatten(srcs, masks, pos_embeds)
-        memory = self.transformer.encode(levels, record=encoder_sampling)
-        if self.two_stage:
-            queries = self.transformer.select_queries(
-                memory, levels, proposal_class_head=self.class_embed[-1], proposal_box_head=self.bbox_embed[-1]
-            )
-        else:
-            queries = self.transformer.select_queries(memory, levels, query_embed=self.query_embed.weight)
-        decoded = self.transformer.decode(
-            queries, memory, levels, bbox_embed=self.bbox_embed if self.with_box_refine else None,
-            record=decoder_sampling,
+        transformed = self.transformer(
+            srcs, masks, pos_embeds, self.num_queries,
+            query_embed=None if self.two_stage else self.query_embed.weight,
+            bbox_embed=self.bbox_embed if self.with_box_refine else None,
+            proposal_class_head=self.class_embed[-1] if self.two_stage else None,
+            proposal_box_head=self.bbox_embed[-1] if self.two_stage else None,
+            encoder_record=encoder_sampling,
+            decoder_record=decoder_sampling,
         )
-        outputs = self.predict(decoded, queries)
+        outputs = self.predict(transformed)
         if return_intermediates:
-            outputs["intermediates"] = collect_intermediates(levels, decoded, encoder_sampling, decoder_sampling)
+            outputs["intermediates"] = collect_intermediates(transformed, encoder_sampling, decoder_sampling)
         return outputs
 
     def prepare_levels(
@@ -326,10 +327,10 @@ class DeformableDETR(nn.Module):
         pos_embeds = [self.position_encoding(mask).to(src.dtype) for src, mask in zip(srcs, masks)]
         return srcs, masks, pos_embeds
 
-    def predict(self, decoded: DecoderOutput, queries: DecoderQueries) -> dict[str, Any]:
+    def predict(self, transformed: TransformerOutput) -> dict[str, Any]:
         """Class logits and boxes of every decoder layer (and of the two-stage proposals)."""
         per_layer = []
-        for index, (hidden, reference) in enumerate(zip(decoded.hidden_states, decoded.reference_points)):
+        for index, (hidden, reference) in enumerate(zip(transformed.hidden_states, transformed.reference_points)):
             logits = self.class_embed[index](hidden)
             boxes = apply_box_delta(self.bbox_embed[index](hidden), reference)
             per_layer.append({"pred_logits": logits, "pred_boxes": boxes})
@@ -338,7 +339,7 @@ class DeformableDETR(nn.Module):
         outputs["enc_outputs"] = None
         if self.two_stage:
             outputs["enc_outputs"] = {
-                "pred_logits": queries.enc_outputs_class,
-                "pred_boxes": queries.enc_outputs_coord_unact.sigmoid(),
+                "pred_logits": transformed.enc_outputs_class,
+                "pred_boxes": transformed.enc_outputs_coord_unact.sigmoid(),
             }
         return outputs

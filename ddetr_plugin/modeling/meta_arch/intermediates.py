@@ -7,17 +7,16 @@ a sampling location maps to image pixels (``ddetr_plugin.utils.attention``).
 """
 from typing import Any
 
-from ..transformer import DecoderOutput, FlatLevels
+from ..transformer import TransformerOutput
 
 
 def collect_intermediates(
-    levels: FlatLevels, decoded: DecoderOutput, encoder_sampling: list[dict], decoder_sampling: list[dict]
+    transformed: TransformerOutput, encoder_sampling: list[dict], decoder_sampling: list[dict]
 ) -> dict[str, Any]:
     """The "intermediates" entry.
 
     Args:
-        levels: the flattened feature levels the transformer attended over.
-        decoded: the decoder's output.
+        transformed: the transformer's output (decoder states and references, the flattened levels).
         encoder_sampling, decoder_sampling: one dict per layer, as ``MSDeformAttn`` records them.
 
     Returns:
@@ -31,14 +30,17 @@ def collect_intermediates(
         "valid_ratios" (B, L, 2) the unpadded fraction (w, h) of each level.
         Sampling locations are (x, y) normalized to each padded level, as the op reads them.
     """
-    if len(decoder_sampling) != len(decoded.reference_points):
+    if len(decoder_sampling) != len(transformed.reference_points):
         raise RuntimeError(
             f"the decoder recorded {len(decoder_sampling)} attention samplings for "
-            f"{len(decoded.reference_points)} layers"
+            f"{len(transformed.reference_points)} layers"
         )
+    levels = transformed.levels
     decoder = [
         {"hidden_states": hidden, "reference_points": reference, **sampling}
-        for hidden, reference, sampling in zip(decoded.hidden_states, decoded.reference_points, decoder_sampling)
+        for hidden, reference, sampling in zip(
+            transformed.hidden_states, transformed.reference_points, decoder_sampling
+        )
     ]
     return {
         "encoder": list(encoder_sampling),

@@ -1,9 +1,10 @@
-"""The deformable transformer: MSDeformAttn, encoder, decoder, two-stage proposals, their layers."""
+"""The deformable transformer: the interface a detector drives, MSDeformAttn, encoder, decoder, two-stage
+proposals, their layers."""
 from .box_coding import apply_box_delta, inverse_sigmoid
 from .decoder import DecoderOutput, DeformableTransformerDecoder, DeformableTransformerDecoderLayer
-from .deformable_transformer import DecoderQueries, DeformableTransformer, FlatLevels, TransformerOutput
+from .deformable_transformer import DeformableTransformer
 from .encoder import DeformableTransformerEncoder, DeformableTransformerEncoderLayer, encoder_reference_points
-from .linear import Linear
+from .interface import DecoderQueries, DetectionTransformer, FlatLevels, TransformerOutput
 from .mlp import MLP, get_activation
 from .ms_deform_attn import MSDeformAttn
 from .two_stage import encoder_output_proposals, proposal_pos_embed
@@ -17,8 +18,8 @@ __all__ = [
     "DeformableTransformerDecoderLayer",
     "DeformableTransformerEncoder",
     "DeformableTransformerEncoderLayer",
+    "DetectionTransformer",
     "FlatLevels",
-    "Linear",
     "MSDeformAttn",
     "TransformerOutput",
     "apply_box_delta",

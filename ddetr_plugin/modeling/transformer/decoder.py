@@ -12,8 +12,6 @@ import torch
 from torch import nn
 
 from .box_coding import apply_box_delta
-from .dropout import Dropout
-from .linear import Linear
 from .mlp import get_activation
 from .ms_deform_attn import MSDeformAttn
 
@@ -41,9 +39,9 @@ class DeformableTransformerDecoderLayer(nn.Module):
         dim_feedforward: hidden size of the FFN.
         dropout: dropout after each block, in the FFN and in the self-attention weights.
         activation: FFN activation name.
-        n_levels, n_heads, n_points: of the deformable cross-attention (n_heads also
-            for the self-attention).
-        im2col_step, msda_backend: forwarded to the op.
+        num_levels, num_heads, num_points: of the deformable cross-attention (num_heads
+            also for the self-attention).
+        backend: of the deformable attention op.
     """
 
     def __init__(
@@ -52,24 +50,23 @@ class DeformableTransformerDecoderLayer(nn.Module):
         dim_feedforward: int = 1024,
         dropout: float = 0.1,
         activation: str = "relu",
-        n_levels: int = 4,
-        n_heads: int = 8,
-        n_points: int = 4,
-        im2col_step: int = 64,
-        msda_backend: str = "auto",
+        num_levels: int = 4,
+        num_heads: int = 8,
+        num_points: int = 4,
+        backend: str = "auto",
     ):
         super().__init__()
-        self.cross_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, im2col_step, msda_backend)
-        self.dropout1 = Dropout(dropout)
+        self.cross_attn = MSDeformAttn(d_model, num_levels, num_heads, num_points, backend)
+        self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
-        self.dropout2 = Dropout(dropout)
+        self.self_attn = nn.MultiheadAttention(d_model, num_heads, dropout=dropout, batch_first=True)
+        self.dropout2 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
-        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.activation = get_activation(activation)
-        self.dropout3 = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model)
-        self.dropout4 = Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
 
     def forward(

@@ -1,11 +1,10 @@
 """The deformable transformer: multi-level features in, decoder states out.
 
-Stages, each a method so a detector can show its data flow:
-``flatten`` (levels -> one sequence, valid ratios) -> ``encoder`` ->
-``select_queries`` (learned queries, or two-stage proposals from the memory)
--> ``decoder``. ``forward`` runs them in order.
+It implements the stages of ``DetectionTransformer`` (interface.py), whose ``forward`` runs them:
+``flatten`` (levels -> one sequence, valid ratios) -> ``encode`` -> ``select_queries`` (learned
+queries, or two-stage proposals from the memory) -> ``decode``.
 """
-from typing import NamedTuple, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -14,54 +13,9 @@ from ddetr_plugin.registry import TRANSFORMER_REGISTRY
 
 from .decoder import DecoderOutput, DeformableTransformerDecoder, DeformableTransformerDecoderLayer
 from .encoder import DeformableTransformerEncoder, DeformableTransformerEncoderLayer
-from .linear import Linear
+from .interface import DecoderQueries, DetectionTransformer, FlatLevels
 from .ms_deform_attn import MSDeformAttn
 from .two_stage import encoder_output_proposals, proposal_pos_embed
-
-
-class FlatLevels(NamedTuple):
-    """All feature levels as one sequence of S = sum of H_l * W_l positions.
-
-    src: (N, S, C) features; pos: (N, S, C) position + level embeddings;
-    padding_mask: (N, S) bool, True on padding; spatial_shapes: (L, 2) int64 (H_l, W_l);
-    level_start_index: (L,) int64; valid_ratios: (N, L, 2) valid fraction (w, h);
-    valid_sizes: (N, L, 2) valid columns and rows (w, h); shapes: the (H_l, W_l) as Python ints.
-    """
-
-    src: torch.Tensor
-    pos: torch.Tensor
-    padding_mask: torch.Tensor
-    spatial_shapes: torch.Tensor
-    level_start_index: torch.Tensor
-    valid_ratios: torch.Tensor
-    valid_sizes: torch.Tensor
-    shapes: list[tuple[int, int]]
-
-
-class DecoderQueries(NamedTuple):
-    """The decoder's starting point.
-
-    target: (N, Q, C) query contents; query_pos: (N, Q, C) query positions;
-    reference_points: (N, Q, 2) points (one-stage) or (N, Q, 4) boxes (two-stage), in [0, 1];
-    enc_outputs_class: (N, S, K) two-stage proposal logits, else None;
-    enc_outputs_coord_unact: (N, S, 4) two-stage proposal boxes before the sigmoid, else None.
-    """
-
-    target: torch.Tensor
-    query_pos: torch.Tensor
-    reference_points: torch.Tensor
-    enc_outputs_class: Optional[torch.Tensor]
-    enc_outputs_coord_unact: Optional[torch.Tensor]
-
-
-class TransformerOutput(NamedTuple):
-    """hidden_states: (D, N, Q, C); reference_points: D tensors (N, Q, 2|4), layer l's
-    reference; enc_outputs_class / enc_outputs_coord_unact: as in ``DecoderQueries``."""
-
-    hidden_states: torch.Tensor
-    reference_points: list[torch.Tensor]
-    enc_outputs_class: Optional[torch.Tensor]
-    enc_outputs_coord_unact: Optional[torch.Tensor]
 
 
 def _index_tensor(values: list, device: torch.device) -> torch.Tensor:
@@ -70,7 +24,7 @@ def _index_tensor(values: list, device: torch.device) -> torch.Tensor:
 
 
 @TRANSFORMER_REGISTRY.register()
-class DeformableTransformer(nn.Module):
+class DeformableTransformer(DetectionTransformer):
     """Encoder and decoder of Deformable DETR with explicit arguments.
 
     Parameters are named as in the official checkpoints (``level_embed``,
@@ -81,58 +35,51 @@ class DeformableTransformer(nn.Module):
 
     Args:
         d_model: channels C.
-        nhead: attention heads M.
+        num_heads: attention heads M.
         num_encoder_layers, num_decoder_layers: depths.
         dim_feedforward: FFN hidden size.
         dropout: dropout probability.
         activation: FFN activation ("relu" or "gelu").
         num_feature_levels: L.
-        enc_n_points, dec_n_points: sampling points per head and level.
-        two_stage: queries from encoder proposals instead of learned embeddings.
-        two_stage_num_proposals: proposals kept (the number of queries).
-        im2col_step, msda_backend: forwarded to the op.
+        enc_num_points, dec_num_points: sampling points per head and level.
+        two_stage: queries from encoder proposals instead of learned embeddings (as many
+            kept as the detector has queries).
+        backend: of the deformable attention op ("auto", "native", "triton", "pytorch").
     """
 
     def __init__(
         self,
         d_model: int = 256,
-        nhead: int = 8,
+        num_heads: int = 8,
         num_encoder_layers: int = 6,
         num_decoder_layers: int = 6,
         dim_feedforward: int = 1024,
         dropout: float = 0.1,
         activation: str = "relu",
         num_feature_levels: int = 4,
-        enc_n_points: int = 4,
-        dec_n_points: int = 4,
+        enc_num_points: int = 4,
+        dec_num_points: int = 4,
         two_stage: bool = False,
-        two_stage_num_proposals: int = 300,
-        im2col_step: int = 64,
-        msda_backend: str = "auto",
+        backend: str = "auto",
     ):
-        super().__init__()
-        self.d_model = d_model
-        self.nhead = nhead
-        self.num_feature_levels = num_feature_levels
-        self.two_stage = two_stage
-        self.two_stage_num_proposals = two_stage_num_proposals
-        op_args = dict(im2col_step=im2col_step, msda_backend=msda_backend)
+        super().__init__(d_model, num_feature_levels, num_decoder_layers, two_stage)
+        self.num_heads = num_heads
         encoder_layer = DeformableTransformerEncoderLayer(
-            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, enc_n_points, **op_args
+            d_model, dim_feedforward, dropout, activation, num_feature_levels, num_heads, enc_num_points, backend
         )
         self.encoder = DeformableTransformerEncoder(encoder_layer, num_encoder_layers)
         decoder_layer = DeformableTransformerDecoderLayer(
-            d_model, dim_feedforward, dropout, activation, num_feature_levels, nhead, dec_n_points, **op_args
+            d_model, dim_feedforward, dropout, activation, num_feature_levels, num_heads, dec_num_points, backend
         )
         self.decoder = DeformableTransformerDecoder(decoder_layer, num_decoder_layers)
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, d_model))
         if two_stage:
-            self.enc_output = Linear(d_model, d_model)
+            self.enc_output = nn.Linear(d_model, d_model)
             self.enc_output_norm = nn.LayerNorm(d_model)
-            self.pos_trans = Linear(d_model * 2, d_model * 2)
+            self.pos_trans = nn.Linear(d_model * 2, d_model * 2)
             self.pos_trans_norm = nn.LayerNorm(d_model * 2)
         else:
-            self.reference_points = Linear(d_model, 2)
+            self.reference_points = nn.Linear(d_model, 2)
         self.reset_parameters()
 
     @classmethod
@@ -140,19 +87,17 @@ class DeformableTransformer(nn.Module):
         t = cfg.MODEL.TRANSFORMER
         return dict(
             d_model=t.D_MODEL,
-            nhead=t.NHEADS,
+            num_heads=t.NHEADS,
             num_encoder_layers=t.ENC_LAYERS,
             num_decoder_layers=t.DEC_LAYERS,
             dim_feedforward=t.DIM_FEEDFORWARD,
             dropout=t.DROPOUT,
             activation=t.ACTIVATION,
             num_feature_levels=cfg.MODEL.NUM_FEATURE_LEVELS,
-            enc_n_points=t.ENC_N_POINTS,
-            dec_n_points=t.DEC_N_POINTS,
+            enc_num_points=t.ENC_N_POINTS,
+            dec_num_points=t.DEC_N_POINTS,
             two_stage=cfg.MODEL.TWO_STAGE,
-            two_stage_num_proposals=cfg.MODEL.NUM_QUERIES,
-            im2col_step=t.IM2COL_STEP,
-            msda_backend=t.MSDA_BACKEND,
+            backend=t.MSDA_BACKEND,
         )
 
     def reset_parameters(self) -> None:
@@ -232,26 +177,24 @@ class DeformableTransformer(nn.Module):
             record=record,
         )
 
-    def select_queries(
-        self,
-        memory: torch.Tensor,
-        levels: FlatLevels,
-        query_embed: Optional[torch.Tensor] = None,
-        proposal_class_head: Optional[nn.Module] = None,
-        proposal_box_head: Optional[nn.Module] = None,
-    ) -> DecoderQueries:
+    def select_queries(self, memory: torch.Tensor, levels: FlatLevels, num_queries: int,
+                       query_embed: Optional[torch.Tensor] = None, proposal_class_head: Optional[nn.Module] = None,
+                       proposal_box_head: Optional[nn.Module] = None) -> DecoderQueries:
         """Initial queries and references for the decoder.
 
         One-stage: ``query_embed`` (Q, 2C) is split into positions and contents; the
         reference points are ``sigmoid(reference_points(position))``.
         Two-stage: the proposal heads score and refine every encoder position's
-        proposal; the top ``two_stage_num_proposals`` by their first class logit give
-        the reference boxes (detached) and, through ``pos_trans``, the queries.
+        proposal; the top ``num_queries`` by their first class logit give the
+        reference boxes (detached) and, through ``pos_trans``, the queries.
         """
         batch, _, channels = memory.shape
         if not self.two_stage:
             if query_embed is None:
                 raise ValueError("one-stage DeformableTransformer needs query_embed (Q, 2 * d_model)")
+            if query_embed.shape[0] != num_queries:
+                raise ValueError(f"one-stage DeformableTransformer: query_embed has {query_embed.shape[0]} rows, "
+                                 f"expected num_queries = {num_queries}")
             query_pos, target = torch.split(query_embed, channels, dim=1)
             query_pos = query_pos.unsqueeze(0).expand(batch, -1, -1)
             target = target.unsqueeze(0).expand(batch, -1, -1)
@@ -259,10 +202,10 @@ class DeformableTransformer(nn.Module):
         if proposal_class_head is None or proposal_box_head is None:
             raise ValueError("two-stage DeformableTransformer needs proposal_class_head and proposal_box_head")
         num_positions = sum(height * width for height, width in levels.shapes)
-        if num_positions < self.two_stage_num_proposals:
+        if num_positions < num_queries:
             raise ValueError(
                 f"two-stage: the feature levels {levels.shapes} have {num_positions} positions, fewer than the "
-                f"{self.two_stage_num_proposals} proposals to keep (MODEL.NUM_QUERIES); use larger images"
+                f"{num_queries} proposals to keep (MODEL.NUM_QUERIES); use larger images"
             )
         output_memory, proposals = encoder_output_proposals(
             memory, levels.padding_mask, levels.shapes, levels.valid_sizes
@@ -270,7 +213,7 @@ class DeformableTransformer(nn.Module):
         output_memory = self.enc_output_norm(self.enc_output(output_memory))
         enc_outputs_class = proposal_class_head(output_memory)
         enc_outputs_coord_unact = proposal_box_head(output_memory) + proposals
-        top = torch.topk(enc_outputs_class[..., 0], self.two_stage_num_proposals, dim=1).indices
+        top = torch.topk(enc_outputs_class[..., 0], num_queries, dim=1).indices
         top_coords_unact = torch.gather(enc_outputs_coord_unact, 1, top.unsqueeze(-1).expand(-1, -1, 4)).detach()
         embedded = self.pos_trans_norm(self.pos_trans(proposal_pos_embed(top_coords_unact, channels // 2)))
         query_pos, target = torch.split(embedded, channels, dim=2)
@@ -278,14 +221,8 @@ class DeformableTransformer(nn.Module):
             target, query_pos, top_coords_unact.sigmoid(), enc_outputs_class, enc_outputs_coord_unact
         )
 
-    def decode(
-        self,
-        queries: DecoderQueries,
-        memory: torch.Tensor,
-        levels: FlatLevels,
-        bbox_embed: Optional[Sequence[nn.Module]] = None,
-        record: Optional[list] = None,
-    ) -> DecoderOutput:
+    def decode(self, queries: DecoderQueries, memory: torch.Tensor, levels: FlatLevels,
+               bbox_embed: Optional[Sequence[nn.Module]] = None, record: Optional[list] = None) -> DecoderOutput:
         """Run the decoder; ``bbox_embed`` (one head per layer) enables box refinement; ``record``:
         see ``DeformableTransformerDecoder``."""
         return self.decoder(
@@ -299,31 +236,4 @@ class DeformableTransformer(nn.Module):
             levels.padding_mask,
             bbox_embed=bbox_embed,
             record=record,
-        )
-
-    def forward(
-        self,
-        srcs: Sequence[torch.Tensor],
-        masks: Sequence[torch.Tensor],
-        pos_embeds: Sequence[torch.Tensor],
-        query_embed: Optional[torch.Tensor] = None,
-        bbox_embed: Optional[Sequence[nn.Module]] = None,
-        proposal_class_head: Optional[nn.Module] = None,
-        proposal_box_head: Optional[nn.Module] = None,
-    ) -> TransformerOutput:
-        """All stages.
-
-        Args:
-            srcs: L tensors (N, C, H_l, W_l); masks: L tensors (N, H_l, W_l) bool, True on
-                padding; pos_embeds: L tensors (N, C, H_l, W_l).
-            query_embed: (Q, 2C) learned queries (one-stage).
-            bbox_embed: D box heads for iterative refinement, or None.
-            proposal_class_head, proposal_box_head: the encoder heads (two-stage).
-        """
-        levels = self.flatten(srcs, masks, pos_embeds)
-        memory = self.encode(levels)
-        queries = self.select_queries(memory, levels, query_embed, proposal_class_head, proposal_box_head)
-        decoded = self.decode(queries, memory, levels, bbox_embed)
-        return TransformerOutput(
-            decoded.hidden_states, decoded.reference_points, queries.enc_outputs_class, queries.enc_outputs_coord_unact
         )

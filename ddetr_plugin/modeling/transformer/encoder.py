@@ -10,8 +10,6 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .dropout import Dropout
-from .linear import Linear
 from .mlp import get_activation
 from .ms_deform_attn import MSDeformAttn
 
@@ -54,8 +52,8 @@ class DeformableTransformerEncoderLayer(nn.Module):
         dim_feedforward: hidden size of the FFN.
         dropout: dropout after attention and in the FFN.
         activation: FFN activation name.
-        n_levels, n_heads, n_points: of the deformable attention.
-        im2col_step, msda_backend: forwarded to the op.
+        num_levels, num_heads, num_points: of the deformable attention.
+        backend: of the deformable attention op.
     """
 
     def __init__(
@@ -64,21 +62,20 @@ class DeformableTransformerEncoderLayer(nn.Module):
         dim_feedforward: int = 1024,
         dropout: float = 0.1,
         activation: str = "relu",
-        n_levels: int = 4,
-        n_heads: int = 8,
-        n_points: int = 4,
-        im2col_step: int = 64,
-        msda_backend: str = "auto",
+        num_levels: int = 4,
+        num_heads: int = 8,
+        num_points: int = 4,
+        backend: str = "auto",
     ):
         super().__init__()
-        self.self_attn = MSDeformAttn(d_model, n_levels, n_heads, n_points, im2col_step, msda_backend)
-        self.dropout1 = Dropout(dropout)
+        self.self_attn = MSDeformAttn(d_model, num_levels, num_heads, num_points, backend)
+        self.dropout1 = nn.Dropout(dropout)
         self.norm1 = nn.LayerNorm(d_model)
-        self.linear1 = Linear(d_model, dim_feedforward)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.activation = get_activation(activation)
-        self.dropout2 = Dropout(dropout)
-        self.linear2 = Linear(dim_feedforward, d_model)
-        self.dropout3 = Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
 
     def forward(

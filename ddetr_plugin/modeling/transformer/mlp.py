@@ -5,8 +5,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import Linear
-
 
 def _relu(x: torch.Tensor) -> torch.Tensor:
     """ReLU of a linear layer's fresh output: in place when no graph is recorded. With a graph, in
@@ -41,7 +39,7 @@ class MLP(nn.Module):
             raise ValueError(f"MLP needs at least one layer, got num_layers={num_layers}")
         dims_in = [input_dim] + [hidden_dim] * (num_layers - 1)
         dims_out = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(Linear(i, o) for i, o in zip(dims_in, dims_out))
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims_in, dims_out))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., input_dim) -> (..., output_dim)."""

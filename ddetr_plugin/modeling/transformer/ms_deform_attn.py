@@ -1,6 +1,6 @@
 """The multi-scale deformable attention module (Zhu et al., Eq. 3).
 
-Each query predicts, per head, ``n_levels * n_points`` sampling offsets around
+Each query predicts, per head, ``num_levels * num_points`` sampling offsets around
 its reference point and one attention weight per sample (a softmax over all
 levels and points of that head); the op bilinearly samples the projected value
 maps at those locations and sums them with the weights.
@@ -14,8 +14,6 @@ from torch import nn
 
 from ddetr_plugin.ops import multi_scale_deformable_attention
 
-from .linear import Linear
-
 
 class MSDeformAttn(nn.Module):
     """Multi-scale deformable attention over flattened feature levels.
@@ -25,35 +23,32 @@ class MSDeformAttn(nn.Module):
 
     Args:
         d_model: channels of queries and values.
-        n_levels: number of feature levels L.
-        n_heads: attention heads M; ``d_model`` must divide by it.
-        n_points: sampling points P per head and level.
-        im2col_step: forwarded to the op (a performance hint).
+        num_levels: number of feature levels L.
+        num_heads: attention heads M; ``d_model`` must divide by it.
+        num_points: sampling points P per head and level.
         backend: op backend, "auto", "native", "triton" or "pytorch".
     """
 
     def __init__(
         self,
         d_model: int = 256,
-        n_levels: int = 4,
-        n_heads: int = 8,
-        n_points: int = 4,
-        im2col_step: int = 64,
+        num_levels: int = 4,
+        num_heads: int = 8,
+        num_points: int = 4,
         backend: str = "auto",
     ):
         super().__init__()
-        if d_model % n_heads != 0:
-            raise ValueError(f"MSDeformAttn: d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+        if d_model % num_heads != 0:
+            raise ValueError(f"MSDeformAttn: d_model ({d_model}) must be divisible by num_heads ({num_heads})")
         self.d_model = d_model
-        self.n_levels = n_levels
-        self.n_heads = n_heads
-        self.n_points = n_points
-        self.im2col_step = im2col_step
+        self.num_levels = num_levels
+        self.num_heads = num_heads
+        self.num_points = num_points
         self.backend = backend
-        self.sampling_offsets = Linear(d_model, n_heads * n_levels * n_points * 2)
-        self.attention_weights = Linear(d_model, n_heads * n_levels * n_points)
-        self.value_proj = Linear(d_model, d_model)
-        self.output_proj = Linear(d_model, d_model)
+        self.sampling_offsets = nn.Linear(d_model, num_heads * num_levels * num_points * 2)
+        self.attention_weights = nn.Linear(d_model, num_heads * num_levels * num_points)
+        self.value_proj = nn.Linear(d_model, d_model)
+        self.output_proj = nn.Linear(d_model, d_model)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -64,12 +59,12 @@ class MSDeformAttn(nn.Module):
         lies (p + 1) pixels along it on every level; attention starts uniform.
         """
         nn.init.zeros_(self.sampling_offsets.weight)
-        angles = torch.arange(self.n_heads, dtype=torch.float32) * (2.0 * math.pi / self.n_heads)
+        angles = torch.arange(self.num_heads, dtype=torch.float32) * (2.0 * math.pi / self.num_heads)
         directions = torch.stack([angles.cos(), angles.sin()], dim=-1)
         directions = directions / directions.abs().max(dim=-1, keepdim=True).values
-        distance = torch.arange(1, self.n_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
-        grid = directions.view(self.n_heads, 1, 1, 2) * distance  # (M, 1, P, 2)
-        grid = grid.expand(self.n_heads, self.n_levels, self.n_points, 2)
+        distance = torch.arange(1, self.num_points + 1, dtype=torch.float32).view(1, 1, -1, 1)
+        grid = directions.view(self.num_heads, 1, 1, 2) * distance  # (M, 1, P, 2)
+        grid = grid.expand(self.num_heads, self.num_levels, self.num_points, 2)
         with torch.no_grad():
             self.sampling_offsets.bias.copy_(grid.reshape(-1))
         nn.init.zeros_(self.attention_weights.weight)
@@ -109,7 +104,7 @@ class MSDeformAttn(nn.Module):
         """
         batch, num_queries, _ = query.shape
         num_inputs = input_flatten.shape[1]
-        heads, levels, points = self.n_heads, self.n_levels, self.n_points
+        heads, levels, points = self.num_heads, self.num_levels, self.num_points
 
         value = self.value_proj(input_flatten)
         if input_padding_mask is not None:
@@ -155,7 +150,6 @@ class MSDeformAttn(nn.Module):
             level_start_index,
             sampling_locations,
             weights,
-            im2col_step=self.im2col_step,
             backend=self.backend,
         )
         return self.output_proj(output)
