@@ -101,7 +101,6 @@ _C.MODEL.TRANSFORMER.DROPOUT = 0.1
 _C.MODEL.TRANSFORMER.ACTIVATION = "relu"
 _C.MODEL.TRANSFORMER.ENC_N_POINTS = 4
 _C.MODEL.TRANSFORMER.DEC_N_POINTS = 4
-_C.MODEL.TRANSFORMER.IM2COL_STEP = 64  # kept so configs that set it load; no effect (a hint the model no longer passes)
 _C.MODEL.TRANSFORMER.MSDA_BACKEND = "auto"  # "auto", "native", "triton", "pytorch"
 
 _C.MODEL.MATCHER = CN()

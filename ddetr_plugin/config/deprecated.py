@@ -1,22 +1,23 @@
-"""Config keys that became derived or shared, still readable in old files.
+"""Config keys that became derived, shared or without effect, still readable in old files.
 
 fvcore ignores a registered deprecated key when it merges a file, so a value that the model could
 no longer honour would be lost silently; ``load_config`` therefore checks each one here against the
 value the current keys give: the same value loads with a ``FutureWarning``, another is refused
-naming both keys.
+naming both keys. A key without effect loads with the warning whatever its value.
 """
 import warnings
-from typing import Any, Callable, Dict, List, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from fvcore.common.config import CfgNode
 
 
 class DeprecatedKey(NamedTuple):
-    """key: the old dotted key; replacement: what gives its value now; value: that value in a config."""
+    """key: the old dotted key; replacement: what gives its value now (or why it has no effect); value: that
+    value in a config, None for a key without effect."""
 
     key: str
     replacement: str
-    value: Callable[[CfgNode], Any]
+    value: Optional[Callable[[CfgNode], Any]]
 
 
 def _half(width: int) -> float | int:
@@ -29,6 +30,7 @@ DEPRECATED_KEYS: Tuple[DeprecatedKey, ...] = (
     # the matching cost and the loss are one focal loss, as in the official implementation
     DeprecatedKey("MODEL.MATCHER.FOCAL_ALPHA", "MODEL.CRITERION.FOCAL_ALPHA", lambda cfg: cfg.MODEL.CRITERION.FOCAL_ALPHA),
     DeprecatedKey("MODEL.MATCHER.FOCAL_GAMMA", "MODEL.CRITERION.FOCAL_GAMMA", lambda cfg: cfg.MODEL.CRITERION.FOCAL_GAMMA),
+    DeprecatedKey("MODEL.TRANSFORMER.IM2COL_STEP", "the op's im2col_step, a hint that no kernel needs", None),
 )
 
 
@@ -69,6 +71,10 @@ def check_deprecated(found: List[DeprecatedValue], cfg: CfgNode) -> None:
     """
     for key, value, source in found:
         deprecated = _BY_KEY[key]
+        if deprecated.value is None:
+            warnings.warn(f"{key} in {source} is deprecated and has no effect ({deprecated.replacement}); remove it",
+                          FutureWarning, stacklevel=3)
+            continue
         current = deprecated.value(cfg)
         if value != current:
             raise ValueError(

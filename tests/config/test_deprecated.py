@@ -51,3 +51,9 @@ def test_fvcore_merges_skip_the_deprecated_keys(tmp_path):
     cfg.merge_from_file(path)
     cfg.merge_from_list(["MODEL.MATCHER.FOCAL_ALPHA", "0.25"])
     assert "NUM_POS_FEATS" not in cfg.MODEL.POSITION_ENCODING and "FOCAL_ALPHA" not in cfg.MODEL.MATCHER
+
+
+def test_a_key_without_effect_loads_with_a_warning_whatever_its_value():
+    with pytest.warns(FutureWarning, match="IM2COL_STEP in the command-line overrides .* no effect"):
+        cfg = load_config(None, ["MODEL.TRANSFORMER.IM2COL_STEP", "128"])
+    assert "IM2COL_STEP" not in cfg.MODEL.TRANSFORMER
