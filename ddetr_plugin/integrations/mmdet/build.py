@@ -12,7 +12,7 @@ from ddetr_plugin.checkpoint.variant import config_with
 from ddetr_plugin.config import load_config
 from ddetr_plugin.config.mmdet_model import MODEL_FIELDS, MMDetConfigError, mmdet_model_settings
 from ddetr_plugin.modeling.meta_arch import DeformableDETR
-from ddetr_plugin.registry import META_ARCH_REGISTRY, build
+from ddetr_plugin.registry import build_from_key
 
 from .backbone import MMDetBackbone
 
@@ -46,7 +46,7 @@ def build_from_ddetr_config(path: str, options: Optional[Sequence[Any]] = None) 
         TypeError: the meta-architecture is not a DeformableDETR.
     """
     cfg = load_config(path, list(options or ()))
-    detector = build(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, cfg)
+    detector = build_from_key("MODEL.META_ARCHITECTURE", cfg)
     if not isinstance(detector, DeformableDETR):
         raise TypeError(f"{path}: MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE!r} is not a DeformableDETR")
     return detector, cfg

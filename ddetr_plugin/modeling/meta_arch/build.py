@@ -7,10 +7,10 @@ MODEL.DEVICE. Weights (MODEL.WEIGHTS) are loaded by the caller (a Checkpointer).
 import torch
 from torch import nn
 
-from ddetr_plugin.registry import META_ARCH_REGISTRY, build
+from ddetr_plugin.registry import build_from_key
 
 
 def build_model(cfg) -> nn.Module:
     """The detector described by ``cfg``, on ``cfg.MODEL.DEVICE``."""
-    model = build(META_ARCH_REGISTRY, cfg.MODEL.META_ARCHITECTURE, cfg)
+    model = build_from_key("MODEL.META_ARCHITECTURE", cfg)
     return model.to(torch.device(cfg.MODEL.DEVICE))

@@ -23,16 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_convert
 
-from ddetr_plugin.registry import (
-    BACKBONE_REGISTRY,
-    CRITERION_REGISTRY,
-    MATCHER_REGISTRY,
-    META_ARCH_REGISTRY,
-    POSITION_ENCODING_REGISTRY,
-    POSTPROCESSOR_REGISTRY,
-    TRANSFORMER_REGISTRY,
-    build,
-)
+from ddetr_plugin.registry import META_ARCH_REGISTRY, build_from_key
 
 from ..cpu_fast_paths import cpu_fast_paths_allowed, enable_cpu_fast_paths
 from ..transformer import MLP, DetectionTransformer, TransformerOutput, apply_box_delta
@@ -172,17 +163,17 @@ class DeformableDETR(nn.Module):
     @classmethod
     def from_config(cls, cfg, backbone: Optional[nn.Module] = None) -> dict:
         """Constructor arguments from ``cfg``; ``backbone``, when given, replaces MODEL.BACKBONE's."""
-        matcher = build(MATCHER_REGISTRY, cfg.MODEL.MATCHER.NAME, cfg)
+        matcher = build_from_key("MODEL.MATCHER.NAME", cfg)
         return dict(
-            backbone=backbone if backbone is not None else build(BACKBONE_REGISTRY, cfg.MODEL.BACKBONE.NAME, cfg),
-            position_encoding=build(POSITION_ENCODING_REGISTRY, cfg.MODEL.POSITION_ENCODING.NAME, cfg),
-            transformer=build(TRANSFORMER_REGISTRY, cfg.MODEL.TRANSFORMER.NAME, cfg),
+            backbone=backbone if backbone is not None else build_from_key("MODEL.BACKBONE.NAME", cfg),
+            position_encoding=build_from_key("MODEL.POSITION_ENCODING.NAME", cfg),
+            transformer=build_from_key("MODEL.TRANSFORMER.NAME", cfg),
             num_classes=cfg.MODEL.NUM_CLASSES,
             num_queries=cfg.MODEL.NUM_QUERIES,
             with_box_refine=cfg.MODEL.WITH_BOX_REFINE,
             aux_loss=cfg.MODEL.AUX_LOSS,
-            criterion=build(CRITERION_REGISTRY, cfg.MODEL.CRITERION.NAME, cfg, matcher=matcher),
-            postprocessor=build(POSTPROCESSOR_REGISTRY, cfg.MODEL.POSTPROCESSOR.NAME, cfg),
+            criterion=build_from_key("MODEL.CRITERION.NAME", cfg, matcher=matcher),
+            postprocessor=build_from_key("MODEL.POSTPROCESSOR.NAME", cfg),
             pixel_mean=list(cfg.MODEL.PIXEL_MEAN),
             pixel_std=list(cfg.MODEL.PIXEL_STD),
             cpu_fast_paths=cfg.MODEL.CPU_FAST_PATHS,
