@@ -56,7 +56,7 @@ def test_real_model_groups_match_official_rules():
     cfg = get_cfg()
     cfg.merge_from_list([
         "MODEL.DEVICE", "cpu", "MODEL.NUM_CLASSES", 3, "MODEL.NUM_QUERIES", 5, "MODEL.BACKBONE.DEPTH", 18,
-        "MODEL.POSITION_ENCODING.NUM_POS_FEATS", 16, "MODEL.TRANSFORMER.D_MODEL", 32,
+        "MODEL.TRANSFORMER.D_MODEL", 32,
         "MODEL.TRANSFORMER.NHEADS", 4, "MODEL.TRANSFORMER.ENC_LAYERS", 1, "MODEL.TRANSFORMER.DEC_LAYERS", 1,
         "MODEL.TRANSFORMER.DIM_FEEDFORWARD", 32,
     ])

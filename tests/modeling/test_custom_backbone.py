@@ -53,8 +53,6 @@ def test_backbone_registered_outside_the_package_trains_from_yaml(tmp_path):
         "  NUM_FEATURE_LEVELS: 3\n"
         "  BACKBONE:\n"
         "    NAME: TinyTestBackbone\n"
-        "  POSITION_ENCODING:\n"
-        "    NUM_POS_FEATS: 16\n"
         "  TRANSFORMER:\n"
         "    D_MODEL: 32\n"
         "    NHEADS: 2\n"

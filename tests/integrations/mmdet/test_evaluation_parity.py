@@ -20,7 +20,7 @@ from tests._support.tiny_models import perturbed_model  # noqa: E402
 def test_same_detections_as_our_evaluation(tmp_path):
     # d_model 64: GroupNorm(32) needs 2 values per group on the 1x1 coarsest level of a 64x64 image
     cfg = tiny_cfg("two_stage", "MODEL.NUM_CLASSES", 4, "MODEL.TRANSFORMER.D_MODEL", 64,
-                   "MODEL.POSITION_ENCODING.NUM_POS_FEATS", 32, "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64,
+                   "INPUT.MIN_SIZE_TEST", 64, "INPUT.MAX_SIZE_TEST", 64,
                    "TEST.NMS_THRESH", 0.7, "DATASETS.TEST", ["mmdet_parity_val"])
     ours = perturbed_model(cfg)
     torch.save({"model": ours.state_dict()}, tmp_path / "model.pth")
