@@ -152,7 +152,6 @@ class ModelVariant:
         values = {key: getattr(self, field) for field, key in CONFIG_KEYS.items()}
         values["MODEL.BACKBONE.OUT_FEATURES"] = list(self.backbone_out_features)
         values["MODEL.BACKBONE.NAME"] = "ResNetBackbone"
-        values["MODEL.POSITION_ENCODING.NUM_POS_FEATS"] = self.d_model // 2
         return values
 
     def check_claims(self, claims: Mapping[str, Any], source: str) -> None:
