@@ -24,8 +24,6 @@ import logging
 import re
 from typing import Any, Dict, Mapping, Tuple
 
-import torch
-
 from ..config import load_config
 from ..config.config_text import parse_config_text
 from ..config.mmdet_model import (
@@ -35,7 +33,7 @@ from ..config.mmdet_model import (
     resnet_backbone_values,
 )
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS
-from .checkpointer import UnsafeCheckpointError, load_checkpoint_file
+from .checkpointer import UnsafeCheckpointError, load_checkpoint_file, state_dict_entry
 from .class_rows import COCO_CATEGORY_IDS, is_class_head_key, select_class_rows
 from .renaming import (
     RenameTable,
@@ -176,17 +174,8 @@ def category_ids_to_coco_classes(state_dict: StateDict, two_stage: bool, shared_
 
 def split_mmengine_checkpoint(checkpoint: Any) -> Tuple[StateDict, Dict[str, Any]]:
     """(state dict, meta) of an mmengine checkpoint dict, one of ours, or a bare state dict."""
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"an MMDetection checkpoint is a dict, got {type(checkpoint).__name__}")
+    state_dict = state_dict_entry(checkpoint, ("state_dict", "model"), "an MMDetection checkpoint")
     meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), Mapping) else {}
-    for entry in ("state_dict", "model"):
-        if isinstance(checkpoint.get(entry), Mapping):
-            state_dict = dict(checkpoint[entry])
-            break
-    else:
-        if not checkpoint or not all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
-            raise ValueError(f"an MMDetection checkpoint has a 'state_dict'; found keys {sorted(checkpoint)[:10]}")
-        state_dict = dict(checkpoint)
     # mmengine strips a DDP wrapper's prefix when loading; do the same
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module."):]: value for key, value in state_dict.items()}

@@ -19,9 +19,7 @@ import logging
 import re
 from typing import Any, Dict, Mapping, Optional
 
-import torch
-
-from .checkpointer import load_checkpoint_file
+from .checkpointer import load_checkpoint_file, state_dict_entry
 from .renaming import KeyRule, RenameTable, StateDict, heads_differ, same_names
 from .variant import ConvertedCheckpoint, ModelVariant, config_value, variant_for_export
 
@@ -80,7 +78,8 @@ def official_to_ours(checkpoint: Mapping[str, Any]) -> ConvertedCheckpoint:
         UnknownKeysError: keys of another model (e.g. a segmentation head).
         ValueError: shapes that fit no variant, or "args" contradicting the weights.
     """
-    state_dict, args = _split_checkpoint(checkpoint)
+    state_dict = state_dict_entry(checkpoint, ("model",), "an official checkpoint")
+    args = checkpoint.get("args")
     has_box_aliases = "bbox_embed" in OFFICIAL_TABLE.aliased_heads(state_dict)
     ours = OFFICIAL_TABLE.rename_to_ours(state_dict)
 
@@ -130,17 +129,6 @@ def official_args(variant: ModelVariant, cfg) -> Dict[str, Any]:
     args["position_embedding"] = "learned" if variant.position_encoding == "PositionEmbeddingLearned" else "sine"
     args["masks"] = False
     return args
-
-
-def _split_checkpoint(checkpoint: Mapping[str, Any]):
-    """(state dict, args or None) of a checkpoint dict or a bare state dict."""
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"an official checkpoint is a dict, got {type(checkpoint).__name__}")
-    if isinstance(checkpoint.get("model"), Mapping):
-        return dict(checkpoint["model"]), checkpoint.get("args")
-    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
-        return dict(checkpoint), None
-    raise ValueError(f"an official checkpoint has a 'model' state dict; found keys {sorted(checkpoint)[:10]}")
 
 
 def _arg(args: Optional[argparse.Namespace], name: str, default: Any = None) -> Any:
