@@ -23,7 +23,7 @@ import logging
 import os
 import pickle
 import re
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 import torch
 from fvcore.common.checkpoint import Checkpointer as _FvcoreCheckpointer
@@ -83,6 +83,24 @@ def load_checkpoint_file(path: str) -> Dict[str, Any]:
         raise CheckpointFormatError(
             f"cannot read checkpoint '{path}' (truncated, corrupt or not a torch checkpoint): {e}"
         ) from e
+
+
+def state_dict_entry(checkpoint: Any, entries: Tuple[str, ...], what: str) -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint dict: its first entry among ``entries`` that is a mapping, or the
+    dict itself when it holds tensors only (a bare state dict). ``what`` names the file in errors.
+
+    Raises:
+        ValueError: not a dict, or neither such an entry nor a bare state dict.
+    """
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(f"{what} is a dict, got {type(checkpoint).__name__}")
+    for entry in entries:
+        if isinstance(checkpoint.get(entry), Mapping):
+            return dict(checkpoint[entry])
+    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
+        return dict(checkpoint)
+    wanted = " or ".join(repr(entry) for entry in entries)
+    raise ValueError(f"{what} has a {wanted} state dict; found keys {sorted(checkpoint)[:10]}")
 
 
 def non_finite_tensors(data: Any, prefix: str = "") -> Iterator[str]:

@@ -9,10 +9,11 @@ inside (``conv1.norm``) and the projection shortcut ``shortcut`` (``shortcut.nor
 ``STRIDE_IN_1X1: False`` the two ResNets compute the same function, so renaming is the whole
 conversion. This module imports nothing of detectron2.
 """
-from .renaming import KeyRule, RenameTable
+from ..modeling.backbone.resnet import STAGES
+from .renaming import KeyRule, RenameTable, module_rules, same_names
 
 # torchvision stage -> detectron2 stage
-STAGE_NAMES = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}
+STAGE_NAMES = dict(zip(STAGES, ("res2", "res3", "res4", "res5")))
 # a torchvision block's modules -> detectron2's (the norm of a conv lives inside it there)
 _BLOCK_MODULES = (
     ("bn1", "conv1.norm"), ("bn2", "conv2.norm"), ("bn3", "conv3.norm"),
@@ -20,20 +21,11 @@ _BLOCK_MODULES = (
     ("downsample.1", "shortcut.norm"), ("downsample.0", "shortcut"),
 )
 
-
-def _backbone_rules() -> list:
-    # norms first: "conv1.norm" must not be read as "conv1" followed by ".norm.weight"
-    rules = [KeyRule("backbone.body.bn1", "backbone.stem.conv1.norm"),
-             KeyRule("backbone.body.conv1", "backbone.stem.conv1")]
-    for ours, theirs in STAGE_NAMES.items():
-        rules += [KeyRule(f"backbone.body.{ours}.{{block}}.{a}", f"backbone.{theirs}.{{block}}.{b}")
-                  for a, b in _BLOCK_MODULES]
-    return rules
-
-
 DETECTRON2_TABLE = RenameTable(
     "detectron2",
-    _backbone_rules()
-    + [KeyRule(name, name) for name in
-       ("position_encoding", "input_proj", "transformer", "query_embed", "class_embed", "bbox_embed")],
+    # norms first: "conv1.norm" must not be read as "conv1" followed by ".norm.weight"
+    [KeyRule("backbone.body.bn1", "backbone.stem.conv1.norm"), KeyRule("backbone.body.conv1", "backbone.stem.conv1")]
+    + [rule for ours, theirs in STAGE_NAMES.items()
+       for rule in module_rules(f"backbone.body.{ours}.{{block}}", f"backbone.{theirs}.{{block}}", _BLOCK_MODULES)]
+    + same_names("position_encoding", "input_proj", "transformer", "query_embed", "class_embed", "bbox_embed"),
 )

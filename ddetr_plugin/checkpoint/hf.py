@@ -30,79 +30,43 @@ import os
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-import torch
-
 from ..data.class_names import check_class_names
 from .checkpointer import load_checkpoint_file
 from .hf_preprocessor import PREPROCESSOR_FILE
-from .renaming import (
-    HEADS,
-    KeyRule,
-    RenameTable,
-    StateDict,
-    add_head_aliases,
-    drop_batch_norm_counters,
-    merge_head_aliases,
-)
-from .variant import (
-    ConvertedCheckpoint,
-    ModelVariant,
-    config_value,
-    infer_label_space,
-    require_default,
-    typed,
-    variant_of_weights,
-)
+from .renaming import HEADS, KeyRule, RenameTable, StackRule, StateDict, heads_differ, module_rules, same_names
+from .variant import ConvertedCheckpoint, ModelVariant, config_value, variant_for_export
 
 logger = logging.getLogger(__name__)
 
-_ENC = "transformer.encoder.layers.{i}"
-_HF_ENC = "model.encoder.layers.{i}"
-_DEC = "transformer.decoder.layers.{i}"
-_HF_DEC = "model.decoder.layers.{i}"
+_TRANSFORMERS_4 = [("linear1", "fc1"), ("linear2", "fc2")]  # before the FFN moved into "mlp"
 HF_TABLE = RenameTable(
     "HF transformers",
     [
         KeyRule("backbone.body", "model.backbone.model"),
         KeyRule("backbone.body", "model.backbone.conv_encoder.model"),  # transformers 4
-        KeyRule("position_encoding.row_embed", "model.position_embedding.row_embeddings"),
-        KeyRule("position_encoding.col_embed", "model.position_embedding.column_embeddings"),
-        KeyRule("position_encoding.row_embed", "model.backbone.position_embedding.row_embeddings"),  # 4
-        KeyRule("position_encoding.col_embed", "model.backbone.position_embedding.column_embeddings"),  # 4
-        KeyRule("input_proj", "model.input_proj"),
-        KeyRule("query_embed", "model.query_position_embeddings"),
-        KeyRule("transformer.level_embed", "model.level_embed"),
-        KeyRule("transformer.reference_points", "model.reference_points"),
-        KeyRule("transformer.enc_output", "model.enc_output"),
-        KeyRule("transformer.enc_output_norm", "model.enc_output_norm"),
-        KeyRule("transformer.pos_trans", "model.pos_trans"),
-        KeyRule("transformer.pos_trans_norm", "model.pos_trans_norm"),
-        KeyRule(f"{_ENC}.self_attn", f"{_HF_ENC}.self_attn"),
-        KeyRule(f"{_ENC}.norm1", f"{_HF_ENC}.self_attn_layer_norm"),
-        KeyRule(f"{_ENC}.linear1", f"{_HF_ENC}.mlp.fc1"),
-        KeyRule(f"{_ENC}.linear2", f"{_HF_ENC}.mlp.fc2"),
-        KeyRule(f"{_ENC}.linear1", f"{_HF_ENC}.fc1"),  # transformers 4
-        KeyRule(f"{_ENC}.linear2", f"{_HF_ENC}.fc2"),  # transformers 4
-        KeyRule(f"{_ENC}.norm2", f"{_HF_ENC}.final_layer_norm"),
-        KeyRule(f"{_DEC}.self_attn.out_proj", f"{_HF_DEC}.self_attn.o_proj"),
-        KeyRule(f"{_DEC}.self_attn.out_proj", f"{_HF_DEC}.self_attn.out_proj"),  # transformers 4
-        # in_proj_weight / in_proj_bias: HF's q/k/v projections, stacked before renaming
-        KeyRule(f"{_DEC}.self_attn", f"{_HF_DEC}.self_attn"),
-        KeyRule(f"{_DEC}.norm2", f"{_HF_DEC}.self_attn_layer_norm"),
-        KeyRule(f"{_DEC}.cross_attn", f"{_HF_DEC}.encoder_attn"),
-        KeyRule(f"{_DEC}.norm1", f"{_HF_DEC}.encoder_attn_layer_norm"),
-        KeyRule(f"{_DEC}.linear1", f"{_HF_DEC}.mlp.fc1"),
-        KeyRule(f"{_DEC}.linear2", f"{_HF_DEC}.mlp.fc2"),
-        KeyRule(f"{_DEC}.linear1", f"{_HF_DEC}.fc1"),  # transformers 4
-        KeyRule(f"{_DEC}.linear2", f"{_HF_DEC}.fc2"),  # transformers 4
-        KeyRule(f"{_DEC}.norm3", f"{_HF_DEC}.final_layer_norm"),
-        KeyRule("class_embed", "class_embed"),
-        KeyRule("bbox_embed", "bbox_embed"),
+        *module_rules("position_encoding", "model.position_embedding",
+                      [("row_embed", "row_embeddings"), ("col_embed", "column_embeddings")]),
+        *module_rules("position_encoding", "model.backbone.position_embedding",  # transformers 4
+                      [("row_embed", "row_embeddings"), ("col_embed", "column_embeddings")]),
+        *module_rules("", "model", [("input_proj", "input_proj"), ("query_embed", "query_position_embeddings")]),
+        *module_rules("transformer", "model", [(name, name) for name in (
+            "level_embed", "reference_points", "enc_output", "enc_output_norm", "pos_trans", "pos_trans_norm")]),
+        *module_rules("transformer.encoder.layers.{i}", "model.encoder.layers.{i}", [
+            ("self_attn", "self_attn"), ("norm1", "self_attn_layer_norm"), ("linear1", "mlp.fc1"),
+            ("linear2", "mlp.fc2"), *_TRANSFORMERS_4, ("norm2", "final_layer_norm")]),
+        *module_rules("transformer.decoder.layers.{i}", "model.decoder.layers.{i}", [
+            ("self_attn.out_proj", "self_attn.o_proj"),
+            ("self_attn.out_proj", "self_attn.out_proj"),  # transformers 4
+            # in_proj_weight / in_proj_bias: HF's q/k/v projections, stacked before renaming
+            ("self_attn", "self_attn"), ("norm2", "self_attn_layer_norm"), ("cross_attn", "encoder_attn"),
+            ("norm1", "encoder_attn_layer_norm"), ("linear1", "mlp.fc1"), ("linear2", "mlp.fc2"), *_TRANSFORMERS_4,
+            ("norm3", "final_layer_norm")]),
+        *same_names("class_embed", "bbox_embed"),
     ],
+    alias_prefix="model.decoder.",
+    stack_rules=[StackRule("model.decoder.layers.{i}.self_attn", ("q_proj", "k_proj", "v_proj"), "in_proj")],
+    batch_norm_counters=False,  # HF's ResNet has frozen batch norm
 )
-ALIAS_PREFIX = "model.decoder."
-_QKV = re.compile(r"^(model\.decoder\.layers\.\d+\.self_attn)\.([qkv])_proj\.(weight|bias)$")
-_STACKED = re.compile(r"^(model\.decoder\.layers\.\d+\.self_attn)\.in_proj_(weight|bias)$")
 
 # config.json defaults of transformers (used when a key is absent)
 HF_DEFAULTS = {
@@ -183,9 +147,7 @@ def hf_to_ours(hf_state_dict: StateDict, config: Dict[str, Any]) -> ConvertedChe
     two_stage = bool(setting["two_stage"])
     num_queries = setting["two_stage_num_proposals"] if two_stage else setting["num_queries"]
 
-    state_dict = _stack_qkv(drop_batch_norm_counters(hf_state_dict))
-    state_dict = merge_head_aliases(state_dict, ALIAS_PREFIX)
-    ours = HF_TABLE.rename_to_ours(state_dict)
+    ours = HF_TABLE.rename_to_ours(hf_state_dict)
     variant = ModelVariant.from_state_dict(
         ours, nheads=setting["encoder_attention_heads"], with_box_refine=bool(setting["with_box_refine"]),
         dilation=dilation, num_queries=num_queries,
@@ -209,11 +171,10 @@ def hf_to_ours(hf_state_dict: StateDict, config: Dict[str, Any]) -> ConvertedChe
     values = variant.config_values()
     values.update({key: setting[name] for name, key in HF_TO_CONFIG.items()})
     values.update(HF_FIXED)
-    values["MODEL.LABEL_SPACE"], note = infer_label_space(variant.num_classes, config.get("id2label"))
     names = hf_class_names(config.get("id2label"), variant.num_classes)
     if names is not None:
         values["MODEL.CLASS_NAMES"] = names
-    return ConvertedCheckpoint(ours, variant, typed(values), notes=(note,) if note else ())
+    return ConvertedCheckpoint.with_label_space(ours, variant, values, config.get("id2label"))
 
 
 def hf_class_names(id2label: Optional[Dict[str, Any]], num_classes: int) -> Optional[list]:
@@ -239,23 +200,6 @@ def _hf_backbone(config: Dict[str, Any]) -> Tuple[int, bool]:
                          f"('resnet50', ...) convert")
     dilation = bool(config.get("dilation")) or backbone_config.get("output_stride") == 16
     return int(match.group(1)), dilation
-
-
-def _stack_qkv(state_dict: StateDict) -> StateDict:
-    """HF's q/k/v projections stacked into ``in_proj_weight``/``in_proj_bias`` (q, k, v order)."""
-    parts: Dict[Tuple[str, str], Dict[str, torch.Tensor]] = {}
-    stacked: StateDict = {}
-    for key, value in state_dict.items():
-        match = _QKV.match(key)
-        if match:
-            parts.setdefault((match.group(1), match.group(3)), {})[match.group(2)] = value
-        else:
-            stacked[key] = value
-    for (attention, kind), projections in parts.items():
-        if set(projections) != {"q", "k", "v"}:
-            raise ValueError(f"{attention} has {sorted(projections)} projections ({kind}); expected q, k and v")
-        stacked[f"{attention}.in_proj_{kind}"] = torch.cat([projections[name] for name in "qkv"])
-    return stacked
 
 
 def _untie_heads(state_dict: StateDict, num_heads: int, allow: bool) -> StateDict:
@@ -288,22 +232,17 @@ def ours_to_hf(
             model does not have (two-stage without box refinement, GroupNorm backbone, another
             sine encoding).
     """
-    variant = variant_of_weights(state_dict, cfg)
+    variant = variant_for_export(state_dict, cfg, "HF transformers", (
+        "MODEL.POSITION_ENCODING.TEMPERATURE", "MODEL.POSITION_ENCODING.NORMALIZE", "MODEL.POSITION_ENCODING.OFFSET",
+        "MODEL.POSITION_ENCODING.SCALE"))
     if variant.two_stage and not variant.with_box_refine:
         raise ValueError("HF transformers has two-stage only with box refinement (MODEL.WITH_BOX_REFINE True)")
-    if cfg.MODEL.BACKBONE.NORM not in ("FrozenBN", "BN", "SyncBN"):
-        raise ValueError(f"MODEL.BACKBONE.NORM is {cfg.MODEL.BACKBONE.NORM!r}; HF's ResNet has batch norm")
-    require_default(cfg, ("MODEL.POSITION_ENCODING.TEMPERATURE", "MODEL.POSITION_ENCODING.NORMALIZE",
-                          "MODEL.POSITION_ENCODING.OFFSET", "MODEL.POSITION_ENCODING.SCALE"), "HF transformers")
     for key, value in HF_FIXED.items():
         if config_value(cfg, key) != value:
             logger.warning("%s is %r but HF's loss uses %r; config.json cannot store it",
                            key, config_value(cfg, key), value)
-    hf = HF_TABLE.rename_from_ours(drop_batch_norm_counters(state_dict))
-    hf = _split_qkv(hf)
-    aliased = [head for head, on in zip(HEADS, (variant.two_stage, variant.with_box_refine)) if on]
-    hf = add_head_aliases(hf, ALIAS_PREFIX, aliased)
-    tie = variant.two_stage or not _class_heads_differ(state_dict, variant.num_heads_per_kind)
+    hf = HF_TABLE.rename_from_ours(state_dict, variant.decoder_head_references)
+    tie = variant.two_stage or not heads_differ(state_dict, ["class_embed"])
     return hf, hf_config(variant, cfg, tie_word_embeddings=tie, class_names=class_names)
 
 
@@ -381,22 +320,3 @@ def save_hf_directory(
             with open(os.path.join(directory, name), "w") as f:
                 json.dump(content, f, indent=2, sort_keys=True)
                 f.write("\n")
-
-
-def _split_qkv(state_dict: StateDict) -> StateDict:
-    """Our stacked ``in_proj_weight``/``in_proj_bias`` as HF's q/k/v projections."""
-    split: StateDict = {}
-    for key, value in state_dict.items():
-        match = _STACKED.match(key)
-        if not match:
-            split[key] = value
-            continue
-        for name, part in zip("qkv", value.chunk(3)):
-            split[f"{match.group(1)}.{name}_proj.{match.group(2)}"] = part
-    return split
-
-
-def _class_heads_differ(state_dict: StateDict, num_heads: int) -> bool:
-    first = {key[len("class_embed.0"):]: value for key, value in state_dict.items() if key.startswith("class_embed.0.")}
-    return any(not torch.equal(state_dict[f"class_embed.{index}{rest}"], value)
-               for index in range(1, num_heads) for rest, value in first.items())

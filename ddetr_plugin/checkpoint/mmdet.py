@@ -24,8 +24,6 @@ import logging
 import re
 from typing import Any, Dict, Mapping, Tuple
 
-import torch
-
 from ..config import load_config
 from ..config.config_text import parse_config_text
 from ..config.mmdet_model import (
@@ -35,11 +33,18 @@ from ..config.mmdet_model import (
     resnet_backbone_values,
 )
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS
-from .checkpointer import UnsafeCheckpointError, load_checkpoint_file
+from .checkpointer import UnsafeCheckpointError, load_checkpoint_file, state_dict_entry
 from .class_rows import COCO_CATEGORY_IDS, is_class_head_key, select_class_rows
-from .official import heads_differ
-from .renaming import KeyRule, RenameTable, StateDict, UnknownKeysError, drop_batch_norm_counters
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, require_default, typed, variant_of_weights
+from .renaming import (
+    RenameTable,
+    StateDict,
+    UnknownKeysError,
+    count_indices,
+    drop_batch_norm_counters,
+    heads_differ,
+    module_rules,
+)
+from .variant import ConvertedCheckpoint, ModelVariant, config_value, typed, variant_for_export
 
 logger = logging.getLogger(__name__)
 
@@ -48,46 +53,33 @@ PLUGIN_PREFIX = "detector."
 OURS, MMDET, PLUGIN = "ours", "mmdet", "PluginDeformableDETR"
 # mmdet's get_proposal_pos_embed defaults to 128 features per box coordinate: 4 x 128 = 2 x 256
 MMDET_TWO_STAGE_D_MODEL = 256
-_ENC, _MM_ENC = "transformer.encoder.layers.{i}", "encoder.layers.{i}"
-_DEC, _MM_DEC = "transformer.decoder.layers.{i}", "decoder.layers.{i}"
+_FFN = [("linear1", "ffn.layers.0.0"), ("linear2", "ffn.layers.1")]
 _FIXED_RULES = [
-    KeyRule("backbone.body", "backbone"),
-    KeyRule("transformer.level_embed", "level_embed"),
-    KeyRule(f"{_ENC}.self_attn", f"{_MM_ENC}.self_attn"),
-    KeyRule(f"{_ENC}.linear1", f"{_MM_ENC}.ffn.layers.0.0"),
-    KeyRule(f"{_ENC}.linear2", f"{_MM_ENC}.ffn.layers.1"),
-    KeyRule(f"{_ENC}.norm1", f"{_MM_ENC}.norms.0"),
-    KeyRule(f"{_ENC}.norm2", f"{_MM_ENC}.norms.1"),
-    KeyRule(f"{_DEC}.self_attn", f"{_MM_DEC}.self_attn.attn"),
-    KeyRule(f"{_DEC}.cross_attn", f"{_MM_DEC}.cross_attn"),
-    KeyRule(f"{_DEC}.linear1", f"{_MM_DEC}.ffn.layers.0.0"),
-    KeyRule(f"{_DEC}.linear2", f"{_MM_DEC}.ffn.layers.1"),
-    KeyRule(f"{_DEC}.norm2", f"{_MM_DEC}.norms.0"),
-    KeyRule(f"{_DEC}.norm1", f"{_MM_DEC}.norms.1"),
-    KeyRule(f"{_DEC}.norm3", f"{_MM_DEC}.norms.2"),
-    KeyRule("query_embed", "query_embedding"),
-    KeyRule("transformer.reference_points", "reference_points_fc"),
-    KeyRule("transformer.enc_output", "memory_trans_fc"),
-    KeyRule("transformer.enc_output_norm", "memory_trans_norm"),
-    KeyRule("transformer.pos_trans", "pos_trans_fc"),
-    KeyRule("transformer.pos_trans_norm", "pos_trans_norm"),
-    KeyRule("class_embed.{i}", "bbox_head.cls_branches.{i}"),
+    *module_rules("", "", [("backbone.body", "backbone"), ("transformer.level_embed", "level_embed")]),
+    *module_rules("transformer.encoder.layers.{i}", "encoder.layers.{i}",
+                  [("self_attn", "self_attn"), *_FFN, ("norm1", "norms.0"), ("norm2", "norms.1")]),
+    *module_rules("transformer.decoder.layers.{i}", "decoder.layers.{i}", [
+        ("self_attn", "self_attn.attn"), ("cross_attn", "cross_attn"), *_FFN,
+        ("norm2", "norms.0"), ("norm1", "norms.1"), ("norm3", "norms.2")]),
+    *module_rules("", "", [("query_embed", "query_embedding"), ("transformer.reference_points", "reference_points_fc"),
+                           ("transformer.enc_output", "memory_trans_fc"),
+                           ("transformer.enc_output_norm", "memory_trans_norm"),
+                           ("transformer.pos_trans", "pos_trans_fc"),
+                           ("transformer.pos_trans_norm", "pos_trans_norm"),
+                           ("class_embed.{i}", "bbox_head.cls_branches.{i}")]),
     # mmdet's box head is a Sequential of Linear, ReLU, Linear, ReLU, Linear
-    KeyRule("bbox_embed.{i}.layers.0", "bbox_head.reg_branches.{i}.0"),
-    KeyRule("bbox_embed.{i}.layers.1", "bbox_head.reg_branches.{i}.2"),
-    KeyRule("bbox_embed.{i}.layers.2", "bbox_head.reg_branches.{i}.4"),
+    *module_rules("bbox_embed.{i}.layers", "bbox_head.reg_branches.{i}", [("0", "0"), ("1", "2"), ("2", "4")]),
 ]
 
 
 def mmdet_table(num_inputs: int, num_levels: int) -> RenameTable:
     """The table of a model whose neck projects ``num_inputs`` backbone outputs and adds
     ``num_levels - num_inputs`` extra levels (``neck.extra_convs`` continue our level index)."""
-    extra = []
-    for j in range(num_levels - num_inputs):
-        extra += [KeyRule(f"input_proj.{num_inputs + j}.0", f"neck.extra_convs.{j}.conv"),
-                  KeyRule(f"input_proj.{num_inputs + j}.1", f"neck.extra_convs.{j}.gn")]
-    return RenameTable("MMDetection", extra + [KeyRule("input_proj.{l}.0", "neck.convs.{l}.conv"),
-                                               KeyRule("input_proj.{l}.1", "neck.convs.{l}.gn")] + _FIXED_RULES)
+    conv_and_norm = [("0", "conv"), ("1", "gn")]
+    extra = [rule for j in range(num_levels - num_inputs)
+             for rule in module_rules(f"input_proj.{num_inputs + j}", f"neck.extra_convs.{j}", conv_and_norm)]
+    return RenameTable("MMDetection", extra + module_rules("input_proj.{l}", "neck.convs.{l}", conv_and_norm)
+                       + _FIXED_RULES)
 
 
 def state_dict_layout(state_dict: Mapping[str, Any]) -> str:
@@ -119,7 +111,7 @@ def to_ours(state_dict: StateDict) -> StateDict:
         if stray:
             raise UnknownKeysError(f"PluginDeformableDETR state dict with keys outside {PLUGIN_PREFIX!r}: {stray[:10]}")
         return {key[len(PLUGIN_PREFIX):]: value for key, value in state_dict.items()}
-    num_inputs = _count(state_dict, "neck.convs.")
+    num_inputs = count_indices(state_dict, "neck.convs.")
     return mmdet_table(num_inputs, state_dict["level_embed"].shape[0]).rename_to_ours(state_dict)
 
 
@@ -182,17 +174,8 @@ def category_ids_to_coco_classes(state_dict: StateDict, two_stage: bool, shared_
 
 def split_mmengine_checkpoint(checkpoint: Any) -> Tuple[StateDict, Dict[str, Any]]:
     """(state dict, meta) of an mmengine checkpoint dict, one of ours, or a bare state dict."""
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"an MMDetection checkpoint is a dict, got {type(checkpoint).__name__}")
+    state_dict = state_dict_entry(checkpoint, ("state_dict", "model"), "an MMDetection checkpoint")
     meta = checkpoint.get("meta") if isinstance(checkpoint.get("meta"), Mapping) else {}
-    for entry in ("state_dict", "model"):
-        if isinstance(checkpoint.get(entry), Mapping):
-            state_dict = dict(checkpoint[entry])
-            break
-    else:
-        if not checkpoint or not all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
-            raise ValueError(f"an MMDetection checkpoint has a 'state_dict'; found keys {sorted(checkpoint)[:10]}")
-        state_dict = dict(checkpoint)
     # mmengine strips a DDP wrapper's prefix when loading; do the same
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
@@ -292,13 +275,10 @@ def ours_to_mmdet(state_dict: StateDict, cfg) -> Dict[str, Any]:
     Raises:
         ValueError: the weights are not the model of ``cfg``, or ``cfg`` uses something mmdet's model lacks.
     """
-    variant = variant_of_weights(state_dict, cfg)
-    if cfg.MODEL.BACKBONE.NORM not in ("FrozenBN", "BN", "SyncBN"):
-        raise ValueError(f"MODEL.BACKBONE.NORM is {cfg.MODEL.BACKBONE.NORM!r}; mmdet's ResNet has batch norm")
+    variant = variant_for_export(state_dict, cfg, "MMDetection", ("MODEL.BACKBONE.DILATION",))
     if variant.position_encoding != "PositionEmbeddingSine":
         raise ValueError(f"MODEL.POSITION_ENCODING.NAME is {variant.position_encoding!r}; mmdet's DeformableDETR "
                          f"has the sine encoding only")
-    require_default(cfg, ("MODEL.BACKBONE.DILATION",), "MMDetection")
     if variant.two_stage and variant.d_model != MMDET_TWO_STAGE_D_MODEL:
         raise ValueError(f"MODEL.TRANSFORMER.D_MODEL is {variant.d_model}: mmdet's two-stage DeformableDETR embeds its "
                          f"proposals with 128 features per coordinate whatever its width, so it runs only with "
@@ -318,11 +298,6 @@ def ours_to_mmdet(state_dict: StateDict, cfg) -> Dict[str, Any]:
         logger.warning(note)
     return {"meta": {"converted_by": "ddetr_plugin tools/convert_checkpoint.py --to mmdet", "notes": notes},
             "state_dict": mmdet_state_dict}
-
-
-def _count(state_dict: Mapping[str, Any], prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    return len({match.group(1) for key in state_dict if (match := pattern.match(key))})
 
 
 def _is_input_proj_bias(key: str) -> bool:

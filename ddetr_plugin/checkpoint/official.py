@@ -19,43 +19,19 @@ import logging
 import re
 from typing import Any, Dict, Mapping, Optional
 
-import torch
-
-from .checkpointer import load_checkpoint_file
-from .renaming import (
-    HEADS,
-    KeyRule,
-    RenameTable,
-    StateDict,
-    add_head_aliases,
-    drop_batch_norm_counters,
-    merge_head_aliases,
-)
-from .variant import (
-    ConvertedCheckpoint,
-    ModelVariant,
-    config_value,
-    infer_label_space,
-    require_default,
-    typed,
-    variant_of_weights,
-)
+from .checkpointer import load_checkpoint_file, state_dict_entry
+from .renaming import KeyRule, RenameTable, StateDict, heads_differ, same_names
+from .variant import ConvertedCheckpoint, ModelVariant, config_value, variant_for_export
 
 logger = logging.getLogger(__name__)
 
 OFFICIAL_TABLE = RenameTable(
     "official",
-    [
-        KeyRule("backbone.body", "backbone.0.body"),
-        KeyRule("position_encoding", "backbone.1"),
-        KeyRule("input_proj", "input_proj"),
-        KeyRule("transformer", "transformer"),
-        KeyRule("query_embed", "query_embed"),
-        KeyRule("class_embed", "class_embed"),
-        KeyRule("bbox_embed", "bbox_embed"),
-    ],
+    [KeyRule("backbone.body", "backbone.0.body"), KeyRule("position_encoding", "backbone.1"),
+     *same_names("input_proj", "transformer", "query_embed", "class_embed", "bbox_embed")],
+    alias_prefix="transformer.decoder.",
+    batch_norm_counters=False,  # the official ResNet's batch norm is frozen
 )
-ALIAS_PREFIX = "transformer.decoder."
 
 # main.py option -> our config key, for the settings that shape training but not the weights
 ARGS_TO_CONFIG = {
@@ -102,9 +78,9 @@ def official_to_ours(checkpoint: Mapping[str, Any]) -> ConvertedCheckpoint:
         UnknownKeysError: keys of another model (e.g. a segmentation head).
         ValueError: shapes that fit no variant, or "args" contradicting the weights.
     """
-    state_dict, args = _split_checkpoint(checkpoint)
-    has_box_aliases = any(key.startswith(f"{ALIAS_PREFIX}bbox_embed.") for key in state_dict)
-    state_dict = merge_head_aliases(drop_batch_norm_counters(state_dict), ALIAS_PREFIX)
+    state_dict = state_dict_entry(checkpoint, ("model",), "an official checkpoint")
+    args = checkpoint.get("args")
+    has_box_aliases = "bbox_embed" in OFFICIAL_TABLE.aliased_heads(state_dict)
     ours = OFFICIAL_TABLE.rename_to_ours(state_dict)
 
     two_stage = "transformer.enc_output.weight" in ours
@@ -128,8 +104,7 @@ def official_to_ours(checkpoint: Mapping[str, Any]) -> ConvertedCheckpoint:
     for option, key in ARGS_TO_CONFIG.items():
         if _arg(args, option) is not None:
             values[key] = _arg(args, option)
-    values["MODEL.LABEL_SPACE"], note = infer_label_space(variant.num_classes)
-    return ConvertedCheckpoint(ours, variant, typed(values), notes=(note,) if note else ())
+    return ConvertedCheckpoint.with_label_space(ours, variant, values)
 
 
 def ours_to_official(state_dict: StateDict, cfg) -> Dict[str, Any]:
@@ -139,14 +114,10 @@ def ours_to_official(state_dict: StateDict, cfg) -> Dict[str, Any]:
         ValueError: the weights are not the model of ``cfg``, or ``cfg`` uses something the official
             code does not have (GroupNorm backbone, another activation or position-encoding form).
     """
-    variant = variant_of_weights(state_dict, cfg)
-    if cfg.MODEL.BACKBONE.NORM not in ("FrozenBN", "BN", "SyncBN"):
-        raise ValueError(f"MODEL.BACKBONE.NORM is {cfg.MODEL.BACKBONE.NORM!r}; the official ResNet has batch norm")
-    require_default(cfg, ("MODEL.TRANSFORMER.ACTIVATION", "MODEL.POSITION_ENCODING.TEMPERATURE",
-                          "MODEL.POSITION_ENCODING.NORMALIZE", "MODEL.POSITION_ENCODING.OFFSET"), "official")
-    official = OFFICIAL_TABLE.rename_from_ours(drop_batch_norm_counters(state_dict))
-    aliased = [head for head, on in zip(HEADS, (variant.two_stage, variant.with_box_refine)) if on]
-    official = add_head_aliases(official, ALIAS_PREFIX, aliased)
+    variant = variant_for_export(state_dict, cfg, "official", (
+        "MODEL.TRANSFORMER.ACTIVATION", "MODEL.POSITION_ENCODING.TEMPERATURE", "MODEL.POSITION_ENCODING.NORMALIZE",
+        "MODEL.POSITION_ENCODING.OFFSET"))
+    official = OFFICIAL_TABLE.rename_from_ours(state_dict, variant.decoder_head_references)
     return {"model": official, "args": argparse.Namespace(**official_args(variant, cfg))}
 
 
@@ -160,17 +131,6 @@ def official_args(variant: ModelVariant, cfg) -> Dict[str, Any]:
     return args
 
 
-def _split_checkpoint(checkpoint: Mapping[str, Any]):
-    """(state dict, args or None) of a checkpoint dict or a bare state dict."""
-    if not isinstance(checkpoint, Mapping):
-        raise ValueError(f"an official checkpoint is a dict, got {type(checkpoint).__name__}")
-    if isinstance(checkpoint.get("model"), Mapping):
-        return dict(checkpoint["model"]), checkpoint.get("args")
-    if checkpoint and all(isinstance(value, torch.Tensor) for value in checkpoint.values()):
-        return dict(checkpoint), None
-    raise ValueError(f"an official checkpoint has a 'model' state dict; found keys {sorted(checkpoint)[:10]}")
-
-
 def _arg(args: Optional[argparse.Namespace], name: str, default: Any = None) -> Any:
     return getattr(args, name, default) if args is not None else default
 
@@ -182,14 +142,3 @@ def _backbone_depth_arg(name: Optional[str]) -> Optional[int]:
     if not match:
         raise ValueError(f"the checkpoint's args.backbone is {name!r}; only ResNets ('resnet50', ...) convert")
     return int(match.group(1))
-
-
-def heads_differ(state_dict: StateDict) -> bool:
-    """Whether some class or box head of a later decoder layer differs from layer 0's."""
-    for key, value in state_dict.items():
-        match = re.match(r"(class_embed|bbox_embed)\.(\d+)\.(.*)", key)
-        if match and match.group(2) != "0":
-            first = state_dict.get(f"{match.group(1)}.0.{match.group(3)}")
-            if first is None or first.shape != value.shape or not torch.equal(first, value):
-                return True
-    return False

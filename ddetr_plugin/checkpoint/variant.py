@@ -5,15 +5,15 @@ refinement, two-stage, classes, queries, sizes, backbone. Most are read off a st
 dict in our layout (shapes and which keys exist); the few the weights cannot show
 (attention heads, DC5 dilation, refinement when the heads are still identical, the
 number of two-stage proposals) come from the source checkpoint's own settings.
-Both converters (official.py, hf.py) rename to our layout first and infer the
-variant here, so this logic exists once.
+Every converter renames to our layout first and infers the variant here, so this
+logic exists once; the ResNet's depth comes from the backbone's own layout table
+(``modeling/backbone/resnet.py``).
 
 ``infer_label_space`` decides MODEL.LABEL_SPACE for converted weights, which neither source
 format stores. ``write_config`` writes the YAML of the config keys that differ from the
 defaults and checks that ``load_config`` reads back exactly the values given.
 """
 import dataclasses
-import re
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
@@ -23,18 +23,11 @@ from ddetr_plugin.config import get_cfg, load_config
 from ddetr_plugin.config.dotted import config_value
 
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS
+from ..modeling.backbone.resnet import ResNetLayout, resnet_layout_of
 from ..utils.file_io import atomic_write
-from .renaming import StateDict
+from .renaming import HEADS, StateDict, count_indices
 
-STAGES = ("layer1", "layer2", "layer3", "layer4")
-# depth -> (residual blocks per stage, bottleneck blocks)
-RESNET_LAYOUTS = {
-    18: ((2, 2, 2, 2), False),
-    34: ((3, 4, 6, 3), False),
-    50: ((3, 4, 6, 3), True),
-    101: ((3, 4, 23, 3), True),
-    152: ((3, 8, 36, 3), True),
-}
+BACKBONE_PREFIX = "backbone.body."
 POSITION_ENCODINGS = ("PositionEmbeddingSine", "PositionEmbeddingLearned")
 
 
@@ -100,8 +93,8 @@ class ModelVariant:
         """
         _require(state_dict, "transformer.level_embed", "class_embed.0.weight", "backbone.body.conv1.weight")
         num_levels, d_model = state_dict["transformer.level_embed"].shape
-        enc_layers = _count_indices(state_dict, "transformer.encoder.layers.")
-        dec_layers = _count_indices(state_dict, "transformer.decoder.layers.")
+        enc_layers = count_indices(state_dict, "transformer.encoder.layers.")
+        dec_layers = count_indices(state_dict, "transformer.decoder.layers.")
         if enc_layers == 0 or dec_layers == 0:
             raise ValueError(f"the state dict has {enc_layers} encoder and {dec_layers} decoder layers; "
                              f"expected at least one of each")
@@ -120,7 +113,8 @@ class ModelVariant:
             if num_queries is not None and num_queries != stored:
                 raise ValueError(f"query_embed has {stored} queries, not the {num_queries} the settings say")
             num_queries = stored
-        depth, bottleneck = _resnet_depth(state_dict)
+        backbone = resnet_layout_of(key[len(BACKBONE_PREFIX):] for key in state_dict
+                                    if key.startswith(BACKBONE_PREFIX))
         position_encoding = ("PositionEmbeddingLearned" if "position_encoding.row_embed.weight" in state_dict
                              else "PositionEmbeddingSine")
         return cls(
@@ -136,8 +130,8 @@ class ModelVariant:
             dim_feedforward=enc_ffn,
             enc_n_points=_points(state_dict, "transformer.encoder.layers.0.self_attn", nheads, num_levels),
             dec_n_points=_points(state_dict, "transformer.decoder.layers.0.cross_attn", nheads, num_levels),
-            backbone_depth=depth,
-            backbone_out_features=_backbone_out_features(state_dict, num_levels, bottleneck),
+            backbone_depth=backbone.depth,
+            backbone_out_features=_backbone_out_features(state_dict, num_levels, backbone),
             dilation=dilation,
             position_encoding=position_encoding,
         )
@@ -147,12 +141,17 @@ class ModelVariant:
         """Class (and box) heads: one per decoder layer, plus the encoder's with two-stage."""
         return self.dec_layers + 1 if self.two_stage else self.dec_layers
 
+    @property
+    def decoder_head_references(self) -> Tuple[str, ...]:
+        """The heads the decoder holds references to, which the official and HF formats save again:
+        the box heads with refinement, the class heads with two-stage."""
+        return tuple(head for head, on in zip(HEADS, (self.two_stage, self.with_box_refine)) if on)
+
     def config_values(self) -> Dict[str, Any]:
         """Dotted config keys and the values that build this variant."""
         values = {key: getattr(self, field) for field, key in CONFIG_KEYS.items()}
         values["MODEL.BACKBONE.OUT_FEATURES"] = list(self.backbone_out_features)
         values["MODEL.BACKBONE.NAME"] = "ResNetBackbone"
-        values["MODEL.POSITION_ENCODING.NUM_POS_FEATS"] = self.d_model // 2
         return values
 
     def check_claims(self, claims: Mapping[str, Any], source: str) -> None:
@@ -182,6 +181,15 @@ class ConvertedCheckpoint(NamedTuple):
     variant: ModelVariant
     config_values: Dict[str, Any]
     notes: Tuple[str, ...] = ()
+
+    @classmethod
+    def with_label_space(
+        cls, state_dict: StateDict, variant: "ModelVariant", values: Mapping[str, Any],
+        id2label: Optional[Mapping[Any, Any]] = None,
+    ) -> "ConvertedCheckpoint":
+        """``values`` (typed) with MODEL.LABEL_SPACE as ``infer_label_space`` decides it, noting why."""
+        space, note = infer_label_space(variant.num_classes, id2label)
+        return cls(state_dict, variant, typed({**values, "MODEL.LABEL_SPACE": space}), notes=(note,) if note else ())
 
     def config(self):
         """The defaults with ``config_values`` set (a mutable CfgNode)."""
@@ -257,13 +265,23 @@ def variant_of_weights(state_dict: StateDict, cfg) -> ModelVariant:
     return expected
 
 
-def require_default(cfg, keys: Tuple[str, ...], target: str) -> None:
-    """Raise if any of ``keys`` differs from its default: ``target`` has no way to store it."""
+def variant_for_export(state_dict: StateDict, cfg, target: str, unstorable: Tuple[str, ...]) -> ModelVariant:
+    """``variant_of_weights`` for writing ``target``'s format, whose ResNet has batch norm and which cannot
+    store the ``unstorable`` config keys (they must keep their defaults).
+
+    Raises:
+        ValueError: as ``variant_of_weights``; a backbone norm other than batch norm; naming each of
+            ``unstorable`` that is not at its default.
+    """
+    variant = variant_of_weights(state_dict, cfg)
+    if cfg.MODEL.BACKBONE.NORM not in ("FrozenBN", "BN", "SyncBN"):
+        raise ValueError(f"MODEL.BACKBONE.NORM is {cfg.MODEL.BACKBONE.NORM!r}; the {target} ResNet has batch norm")
     defaults = get_cfg()
     wrong = [f"{key} is {config_value(cfg, key)!r} (the {target} format supports only {config_value(defaults, key)!r})"
-             for key in keys if config_value(cfg, key) != config_value(defaults, key)]
+             for key in unstorable if config_value(cfg, key) != config_value(defaults, key)]
     if wrong:
         raise ValueError("cannot convert: " + "; ".join(wrong))
+    return variant
 
 
 def save_state_dict(path: str, state_dict: StateDict) -> None:
@@ -334,15 +352,6 @@ def _require(state_dict: StateDict, *keys: str) -> None:
                          f"ResNet backbone in the expected layout")
 
 
-def _count_indices(state_dict: StateDict, prefix: str) -> int:
-    """The number of entries ``prefix{i}.`` (checked to be 0..n-1)."""
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    indices = {int(match.group(1)) for key in state_dict if (match := pattern.match(key))}
-    if indices != set(range(len(indices))):
-        raise ValueError(f"{prefix}* has indices {sorted(indices)}; expected 0..{len(indices) - 1}")
-    return len(indices)
-
-
 def _points(state_dict: StateDict, attention: str, nheads: int, num_levels: int) -> int:
     """Sampling points per head and level: sampling_offsets has heads x levels x points x 2 rows."""
     rows = state_dict[f"{attention}.sampling_offsets.weight"].shape[0]
@@ -352,21 +361,9 @@ def _points(state_dict: StateDict, attention: str, nheads: int, num_levels: int)
     return rows // (nheads * num_levels * 2)
 
 
-def _resnet_depth(state_dict: StateDict) -> Tuple[int, bool]:
-    bottleneck = "backbone.body.layer1.0.conv3.weight" in state_dict
-    blocks = tuple(_count_indices(state_dict, f"backbone.body.{stage}.") for stage in STAGES)
-    for depth, layout in RESNET_LAYOUTS.items():
-        if layout == (blocks, bottleneck):
-            return depth, bottleneck
-    kind = "bottleneck" if bottleneck else "basic"
-    raise ValueError(f"the backbone has {blocks} {kind} blocks per stage, which is none of ResNet-"
-                     f"{', '.join(map(str, RESNET_LAYOUTS))}")
-
-
-def _backbone_out_features(state_dict: StateDict, num_levels: int, bottleneck: bool) -> Tuple[str, ...]:
+def _backbone_out_features(state_dict: StateDict, num_levels: int, backbone: ResNetLayout) -> Tuple[str, ...]:
     """The stages whose outputs the 1x1 input projections read, identified by their channels."""
-    expansion = 4 if bottleneck else 1
-    stage_by_channels = {64 * 2**i * expansion: stage for i, stage in enumerate(STAGES)}
+    stage_by_channels = {channels: stage for stage, channels in backbone.stage_channels().items()}
     stages = []
     for level in range(num_levels):
         _require(state_dict, f"input_proj.{level}.0.weight")

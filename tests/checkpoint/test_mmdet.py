@@ -102,3 +102,5 @@ def test_unknown_layout_is_refused():
     mmdet["bbox_head.mask_head.weight"] = torch.zeros(1)
     with pytest.raises(UnknownKeysError, match="bbox_head.mask_head.weight"):
         to_ours(mmdet)
+    with pytest.raises(ValueError, match="an MMDetection checkpoint has a 'state_dict' or 'model' state dict"):
+        mmdet_to_ours({"meta": {}, "message_hub": {}})

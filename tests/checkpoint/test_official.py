@@ -154,3 +154,11 @@ def test_export_refuses_what_the_official_code_lacks():
     cfg = tiny_cfg("plain", "MODEL.TRANSFORMER.ACTIVATION", "gelu")
     with pytest.raises(ValueError, match="ACTIVATION is 'gelu'"):
         ours_to_official(build_model(cfg).state_dict(), cfg)
+
+
+def test_what_is_not_an_official_checkpoint_is_named():
+    with pytest.raises(ValueError, match="an official checkpoint is a dict, got list"):
+        official_to_ours([])
+    no_model = r"an official checkpoint has a 'model' state dict; found keys \['args', 'epoch'\]"
+    with pytest.raises(ValueError, match=no_model):
+        official_to_ours({"epoch": 3, "args": official_args()})

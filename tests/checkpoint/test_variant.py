@@ -3,10 +3,11 @@ import pytest
 import torch
 import yaml
 
-from ddetr_plugin.checkpoint.variant import (ModelVariant, config_with, infer_label_space, variant_of_weights,
-                                             write_config)
+from ddetr_plugin.checkpoint.variant import (ModelVariant, _backbone_out_features, config_with, infer_label_space,
+                                             variant_of_weights, write_config)
 from ddetr_plugin.config import get_cfg, load_config
 from ddetr_plugin.modeling import build_model
+from ddetr_plugin.modeling.backbone.resnet import RESNET_LAYOUTS, STAGES, ResNetBackbone, resnet_layout_of
 
 from tests._support.tiny_configs import VARIANTS, tiny_cfg
 
@@ -22,28 +23,44 @@ def test_the_weights_show_what_the_config_built(variant):
     assert (found.enc_n_points, found.dec_n_points, found.num_classes) == (2, 3, 5)
 
 
-def test_backbone_depth_and_stages_from_block_counts_and_channels():
-    def fake_resnet(blocks, bottleneck, out_channels):
-        state = {"transformer.level_embed": torch.zeros(len(out_channels), 32)}
-        for stage, count in zip(("layer1", "layer2", "layer3", "layer4"), blocks):
-            for block in range(count):
-                state[f"backbone.body.{stage}.{block}.conv1.weight"] = torch.zeros(1)
-                if bottleneck:
-                    state[f"backbone.body.{stage}.{block}.conv3.weight"] = torch.zeros(1)
-        for level, channels in enumerate(out_channels):
-            state[f"input_proj.{level}.0.weight"] = torch.zeros(32, channels, 1, 1)
-        return state
+def fake_resnet(blocks, bottleneck, out_channels):
+    """A state dict with only the keys that show a ResNet's blocks and the input projections' channels."""
+    state = {"transformer.level_embed": torch.zeros(len(out_channels), 32)}
+    for stage, count in zip(STAGES, blocks):
+        for block in range(count):
+            state[f"backbone.body.{stage}.{block}.conv1.weight"] = torch.zeros(1)
+            if bottleneck:
+                state[f"backbone.body.{stage}.{block}.conv3.weight"] = torch.zeros(1)
+    for level, channels in enumerate(out_channels):
+        state[f"input_proj.{level}.0.weight"] = torch.zeros(32, channels, 1, 1)
+    return state
 
-    from ddetr_plugin.checkpoint.variant import _backbone_out_features, _resnet_depth
-    assert _resnet_depth(fake_resnet((3, 4, 23, 3), True, [])) == (101, True)
-    assert _resnet_depth(fake_resnet((3, 4, 6, 3), False, [])) == (34, False)
-    assert _resnet_depth(fake_resnet((3, 4, 6, 3), True, [])) == (50, True)
-    assert _backbone_out_features(fake_resnet((), True, [1024, 2048]), 2, True) == ("layer3", "layer4")
-    assert _backbone_out_features(fake_resnet((), False, [512]), 1, False) == ("layer4",)
+
+def test_backbone_depth_and_stages_from_block_counts_and_channels():
+    def layout(state):
+        return resnet_layout_of(key[len("backbone.body."):] for key in state)
+
+    assert layout(fake_resnet((3, 4, 23, 3), True, [])) == RESNET_LAYOUTS[101]
+    assert layout(fake_resnet((3, 4, 6, 3), False, [])).depth == 34
+    assert layout(fake_resnet((3, 4, 6, 3), True, [])).depth == 50
+    assert _backbone_out_features(fake_resnet((), True, [1024, 2048]), 2, RESNET_LAYOUTS[50]) == ("layer3", "layer4")
+    assert _backbone_out_features(fake_resnet((), False, [512]), 1, RESNET_LAYOUTS[18]) == ("layer4",)
     with pytest.raises(ValueError, match=r"\(3, 5, 6, 3\) bottleneck blocks per stage"):
-        _resnet_depth(fake_resnet((3, 5, 6, 3), True, []))
+        layout(fake_resnet((3, 5, 6, 3), True, []))
     with pytest.raises(ValueError, match="input_proj.0 reads 1000 channels"):
-        _backbone_out_features(fake_resnet((), True, [1000]), 1, True)
+        _backbone_out_features(fake_resnet((), True, [1000]), 1, RESNET_LAYOUTS[50])
+    gap = {k: v for k, v in fake_resnet((2, 2, 2, 2), False, []).items() if ".layer2.0." not in k}
+    with pytest.raises(ValueError, match=r"stage layer2 has blocks \[1\]; expected 0..0"):
+        layout(gap)
+
+
+@pytest.mark.parametrize("depth", sorted(RESNET_LAYOUTS))
+def test_the_layout_table_is_the_backbone_the_model_builds(depth):
+    with torch.device("meta"):  # shapes and names only
+        backbone = ResNetBackbone(depth=depth, out_features=list(STAGES))
+    assert resnet_layout_of(backbone.body.state_dict()) == RESNET_LAYOUTS[depth]
+    assert RESNET_LAYOUTS[depth].stage_channels() == {
+        stage: spec.channels for stage, spec in backbone.output_shape().items()}
 
 
 def test_heads_the_shapes_cannot_split_are_an_error():

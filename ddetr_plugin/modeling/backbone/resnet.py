@@ -6,8 +6,9 @@ after a prefix rename, and a torchvision or timm ResNet state dict loads as is
 (timm's ResNet uses torchvision's parameter names).
 """
 import logging
+import re
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Iterable, NamedTuple
 
 import torch
 import torchvision
@@ -161,3 +162,55 @@ class ResNetBackbone(Backbone):
         if incompatible.unexpected_keys:
             logger.warning("Backbone weights %s have unused: %s", path, ", ".join(incompatible.unexpected_keys))
         return incompatible
+
+
+class ResNetLayout(NamedTuple):
+    """The residual blocks of torchvision's ResNet of one depth."""
+
+    depth: int
+    blocks: tuple[int, ...]  # per stage, layer1..layer4
+    bottleneck: bool  # Bottleneck blocks (conv1..conv3, expansion 4) rather than BasicBlock (conv1, conv2)
+
+    def stage_channels(self) -> dict[str, int]:
+        """Output channels of each stage (layer1..layer4)."""
+        expansion = 4 if self.bottleneck else 1
+        return {stage: 64 * 2**i * expansion for i, stage in enumerate(STAGES)}
+
+
+RESNET_LAYOUTS = {
+    18: ResNetLayout(18, (2, 2, 2, 2), False),
+    34: ResNetLayout(34, (3, 4, 6, 3), False),
+    50: ResNetLayout(50, (3, 4, 6, 3), True),
+    101: ResNetLayout(101, (3, 4, 23, 3), True),
+    152: ResNetLayout(152, (3, 8, 36, 3), True),
+}
+# a block's parameters are "{stage}.{block}.<module>.<name>" (torchvision's names, relative to the ResNet)
+BLOCK_PARAMETER = re.compile(r"(?P<stage>layer[1-4])\.(?P<block>\d+)\.")
+# only a Bottleneck block has a third convolution
+BOTTLENECK_PARAMETER = "layer1.0.conv3.weight"
+
+
+def resnet_layout_of(parameter_names: Iterable[str]) -> ResNetLayout:
+    """The layout of the ResNet whose parameter and buffer names (relative to the ResNet, e.g.
+    ``layer1.0.conv1.weight``; other names are ignored) these are.
+
+    Raises:
+        ValueError: a stage's block indices are not 0..n-1, or the block counts are no ResNet depth's.
+    """
+    names = list(parameter_names)
+    indices: dict[str, set[int]] = {stage: set() for stage in STAGES}
+    for name in names:
+        match = BLOCK_PARAMETER.match(name)
+        if match:
+            indices[match.group("stage")].add(int(match.group("block")))
+    for stage, found in indices.items():
+        if found != set(range(len(found))):
+            raise ValueError(f"ResNet stage {stage} has blocks {sorted(found)}; expected 0..{len(found) - 1}")
+    blocks = tuple(len(indices[stage]) for stage in STAGES)
+    bottleneck = BOTTLENECK_PARAMETER in names
+    for layout in RESNET_LAYOUTS.values():
+        if (layout.blocks, layout.bottleneck) == (blocks, bottleneck):
+            return layout
+    kind = "bottleneck" if bottleneck else "basic"
+    raise ValueError(f"the backbone has {blocks} {kind} blocks per stage, which is none of ResNet-"
+                     f"{', '.join(map(str, RESNET_LAYOUTS))}")
