@@ -60,7 +60,8 @@ from ddetr_plugin.checkpoint.mmdet import load_mmdet_checkpoint, ours_to_mmdet
 from ddetr_plugin.checkpoint.hf_preprocessor import preprocessor_config
 from ddetr_plugin.checkpoint.safetensors_file import save_safetensors
 from ddetr_plugin.checkpoint.official import load_official_checkpoint, ours_to_official
-from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, save_state_dict, write_config
+from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, save_state_dict
+from ddetr_plugin.config.dotted import write_config
 from ddetr_plugin.config import load_config
 from ddetr_plugin.data.class_names import model_class_names
 

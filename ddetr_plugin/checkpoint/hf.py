@@ -30,11 +30,12 @@ import os
 import re
 from typing import Any, Dict, Optional, Sequence, Tuple
 
+from ..config.dotted import config_value
 from ..data.class_names import check_class_names
 from .checkpointer import load_checkpoint_file
 from .hf_preprocessor import PREPROCESSOR_FILE
 from .renaming import HEADS, KeyRule, RenameTable, StackRule, StateDict, heads_differ, module_rules, same_names
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, variant_for_export
+from .variant import ConvertedCheckpoint, ModelVariant, variant_for_export
 
 logger = logging.getLogger(__name__)
 

@@ -26,6 +26,7 @@ from typing import Any, Dict, Mapping, Tuple
 
 from ..config import load_config
 from ..config.config_text import parse_config_text
+from ..config.dotted import config_value, typed
 from ..config.mmdet_model import (
     MMDetConfigError,
     data_preprocessor_values,
@@ -44,7 +45,7 @@ from .renaming import (
     heads_differ,
     module_rules,
 )
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, typed, variant_for_export
+from .variant import ConvertedCheckpoint, ModelVariant, variant_for_export
 
 logger = logging.getLogger(__name__)
 

@@ -19,9 +19,10 @@ import logging
 import re
 from typing import Any, Dict, Mapping, Optional
 
+from ..config.dotted import config_value
 from .checkpointer import load_checkpoint_file, state_dict_entry
 from .renaming import KeyRule, RenameTable, StateDict, heads_differ, same_names
-from .variant import ConvertedCheckpoint, ModelVariant, config_value, variant_for_export
+from .variant import ConvertedCheckpoint, ModelVariant, variant_for_export
 
 logger = logging.getLogger(__name__)
 

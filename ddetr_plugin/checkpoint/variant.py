@@ -10,17 +10,15 @@ logic exists once; the ResNet's depth comes from the backbone's own layout table
 (``modeling/backbone/resnet.py``).
 
 ``infer_label_space`` decides MODEL.LABEL_SPACE for converted weights, which neither source
-format stores. ``write_config`` writes the YAML of the config keys that differ from the
-defaults and checks that ``load_config`` reads back exactly the values given.
+format stores.
 """
 import dataclasses
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import torch
-import yaml
 
-from ddetr_plugin.config import get_cfg, load_config
-from ddetr_plugin.config.dotted import config_value
+from ddetr_plugin.config import get_cfg
+from ddetr_plugin.config.dotted import config_value, config_with, typed
 
 from ..data.label_space import CATEGORY_ID, CONTIGUOUS
 from ..modeling.backbone.resnet import ResNetLayout, resnet_layout_of
@@ -287,62 +285,6 @@ def variant_for_export(state_dict: StateDict, cfg, target: str, unstorable: Tupl
 def save_state_dict(path: str, state_dict: StateDict) -> None:
     """Write ``{"model": state_dict}`` to ``path`` atomically (loadable with ``weights_only=True``)."""
     atomic_write(path, lambda f: torch.save({"model": state_dict}, f))
-
-
-def write_config(path: str, values: Mapping[str, Any], header: str = "") -> None:
-    """Write the YAML of the dotted ``values`` that differ from the defaults (``header`` as comments).
-
-    Raises:
-        KeyError: a key that is not a config key.
-        RuntimeError: ``load_config`` does not read back ``values`` (never expected).
-    """
-    defaults = get_cfg()
-    nested: Dict[str, Any] = {}
-    for key, value in values.items():
-        value = _as_type_of(config_value(defaults, key), value)
-        if value == config_value(defaults, key):
-            continue
-        *sections, leaf = key.split(".")
-        node = nested
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[leaf] = value
-    comments = "".join(f"# {line}\n" for line in header.splitlines())
-    text = comments + yaml.safe_dump(nested, sort_keys=False, default_flow_style=False)
-    atomic_write(path, lambda f: f.write(text), binary=False)
-    loaded = load_config(path)
-    wrong = [key for key, value in typed(values).items() if config_value(loaded, key) != value]
-    if wrong:
-        raise RuntimeError(f"{path} does not read back as written for {wrong}")
-
-
-def config_with(values: Mapping[str, Any]):
-    """``get_cfg()`` with the dotted ``values`` set (converted to the defaults' types)."""
-    cfg = get_cfg()
-    for key, value in values.items():
-        *sections, leaf = key.split(".")
-        node = cfg
-        for section in sections:
-            node = node[section]
-        if leaf not in node:
-            raise KeyError(f"{key!r} is not a config key (ddetr_plugin/config/defaults.py)")
-        node[leaf] = _as_type_of(node[leaf], value)
-    return cfg
-
-
-def typed(values: Mapping[str, Any]) -> Dict[str, Any]:
-    """The dotted ``values`` in the types of their defaults (an int cost 2 as 2.0, tuples as lists)."""
-    defaults = get_cfg()
-    return {key: _as_type_of(config_value(defaults, key), value) for key, value in values.items()}
-
-
-def _as_type_of(default: Any, value: Any) -> Any:
-    """``value`` in the type of the config default (an int cost 2 as 2.0, a tuple as a list)."""
-    if isinstance(value, tuple):
-        value = list(value)
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
 
 
 def _require(state_dict: StateDict, *keys: str) -> None:

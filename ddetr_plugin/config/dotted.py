@@ -1,7 +1,12 @@
-"""Reading and writing config values at dotted keys such as "MODEL.TRANSFORMER.D_MODEL"."""
-from typing import Any
+"""Reading and writing config values at dotted keys such as "MODEL.TRANSFORMER.D_MODEL", and configs
+(in memory or as YAML) from a mapping of such keys to values."""
+from typing import Any, Dict, Mapping
 
+import yaml
 from fvcore.common.config import CfgNode
+
+from ..utils.file_io import atomic_write
+from .loading import get_cfg, load_config
 
 
 def config_value(cfg: CfgNode, dotted: str) -> Any:
@@ -34,3 +39,53 @@ def set_config_value(cfg: CfgNode, dotted: str, value: Any, new_allowed: bool = 
     if leaf not in node and not new_allowed:
         raise KeyError(f"{dotted!r} is not a config key")
     node[leaf] = value
+
+
+def write_config(path: str, values: Mapping[str, Any], header: str = "") -> None:
+    """Write the YAML of the dotted ``values`` that differ from the defaults (``header`` as comments).
+
+    Raises:
+        KeyError: a key that is not a config key.
+        RuntimeError: ``load_config`` does not read back ``values`` (never expected).
+    """
+    defaults = get_cfg()
+    nested: Dict[str, Any] = {}
+    for key, value in values.items():
+        value = _as_type_of(config_value(defaults, key), value)
+        if value == config_value(defaults, key):
+            continue
+        *sections, leaf = key.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    comments = "".join(f"# {line}\n" for line in header.splitlines())
+    text = comments + yaml.safe_dump(nested, sort_keys=False, default_flow_style=False)
+    atomic_write(path, lambda f: f.write(text), binary=False)
+    loaded = load_config(path)
+    wrong = [key for key, value in typed(values).items() if config_value(loaded, key) != value]
+    if wrong:
+        raise RuntimeError(f"{path} does not read back as written for {wrong}")
+
+
+def config_with(values: Mapping[str, Any]):
+    """``get_cfg()`` with the dotted ``values`` set (converted to the defaults' types)."""
+    cfg = get_cfg()
+    for key, value in values.items():
+        set_config_value(cfg, key, _as_type_of(config_value(cfg, key), value))
+    return cfg
+
+
+def typed(values: Mapping[str, Any]) -> Dict[str, Any]:
+    """The dotted ``values`` in the types of their defaults (an int cost 2 as 2.0, tuples as lists)."""
+    defaults = get_cfg()
+    return {key: _as_type_of(config_value(defaults, key), value) for key, value in values.items()}
+
+
+def _as_type_of(default: Any, value: Any) -> Any:
+    """``value`` in the type of the config default (an int cost 2 as 2.0, a tuple as a list)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value

@@ -3,9 +3,9 @@ import pytest
 import torch
 import yaml
 
-from ddetr_plugin.checkpoint.variant import (ModelVariant, _backbone_out_features, config_with, infer_label_space,
-                                             variant_of_weights, write_config)
+from ddetr_plugin.checkpoint.variant import ModelVariant, _backbone_out_features, infer_label_space, variant_of_weights
 from ddetr_plugin.config import get_cfg, load_config
+from ddetr_plugin.config.dotted import config_with, write_config
 from ddetr_plugin.modeling import build_model
 from ddetr_plugin.modeling.backbone.resnet import RESNET_LAYOUTS, STAGES, ResNetBackbone, resnet_layout_of
 

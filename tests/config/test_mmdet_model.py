@@ -7,7 +7,7 @@ import pytest
 from ddetr_plugin.config import get_cfg
 from ddetr_plugin.config.config_text import parse_config_text
 from ddetr_plugin.config.mmdet_model import MMDetConfigError, mmdet_model_settings, resnet_backbone_values
-from ddetr_plugin.checkpoint.variant import config_value
+from ddetr_plugin.config.dotted import config_value
 
 # the fields of mmdet 3.3's deformable-detr_r50_16xb2-50e_coco.py model, written out
 ATTENTION = dict(embed_dims=256, batch_first=True)

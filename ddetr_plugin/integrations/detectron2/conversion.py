@@ -17,7 +17,8 @@ from detectron2.config import get_cfg as get_detectron2_cfg
 from ddetr_plugin.checkpoint.class_rows import COCO_CATEGORY_IDS, select_class_rows
 from ddetr_plugin.checkpoint.detectron2 import DETECTRON2_TABLE, STAGE_NAMES
 from ddetr_plugin.checkpoint.renaming import StateDict
-from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, config_with, typed, variant_of_weights
+from ddetr_plugin.checkpoint.variant import ConvertedCheckpoint, variant_of_weights
+from ddetr_plugin.config.dotted import config_with, typed
 from ddetr_plugin.config.dotted import config_value, set_config_value
 from ddetr_plugin.data import DatasetError, UnknownDatasetError, get_metadata
 from ddetr_plugin.data.label_space import CATEGORY_ID, CONTIGUOUS

@@ -8,7 +8,7 @@ from typing import Any, Mapping, Optional, Sequence, Tuple
 
 from fvcore.common.config import CfgNode
 
-from ddetr_plugin.checkpoint.variant import config_with
+from ddetr_plugin.config.dotted import config_with
 from ddetr_plugin.config import load_config
 from ddetr_plugin.config.mmdet_model import MODEL_FIELDS, MMDetConfigError, mmdet_model_settings
 from ddetr_plugin.modeling.meta_arch import DeformableDETR

@@ -12,7 +12,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model as build_detectron2_model
 
 from ddetr_plugin.checkpoint.class_rows import COCO_CATEGORY_IDS
-from ddetr_plugin.checkpoint.variant import write_config
+from ddetr_plugin.config.dotted import write_config
 from ddetr_plugin.config import load_config
 from ddetr_plugin.integrations.detectron2.conversion import load_detectron2_config, to_detectron2
 from ddetr_plugin.modeling import build_model
