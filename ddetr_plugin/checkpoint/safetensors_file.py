@@ -108,15 +108,21 @@ def safetensors_config(path: str) -> CfgNode:
 
     Raises:
         SafetensorsFormatError: the file is unreadable or has no config in its metadata.
+        ValueError: the stored config sets a deprecated key to a value the model cannot honour.
     """
     from ..config import get_cfg
+    from ..config.deprecated import check_deprecated, pop_deprecated
 
     text = _read(path, with_tensors=False)[0].get(CONFIG_KEY)
     if text is None:
         raise SafetensorsFormatError(f"'{path}' has no config in its metadata ({CONFIG_KEY}); pass the YAML "
                                      f"that builds the model and MODEL.WEIGHTS {path}")
+    values = yaml.safe_load(text)
+    # files written before a key was deprecated hold it (the whole config is stored)
+    deprecated = pop_deprecated(values, f"the config in the metadata of '{path}'")
     cfg = get_cfg()
-    cfg.merge_from_other_cfg(CfgNode(yaml.safe_load(text)))
+    cfg.merge_from_other_cfg(CfgNode(values))
+    check_deprecated(deprecated, cfg)
     cfg.MODEL.WEIGHTS = os.path.abspath(path)
     cfg.freeze()
     return cfg

@@ -37,6 +37,23 @@ def test_model_weights_accepts_safetensors_with_shared_heads(tmp_path):
     assert_same_tensors(other.state_dict(), state)
 
 
+def test_a_stored_config_with_deprecated_keys_is_checked(tmp_path):
+    cfg = tiny_cfg("plain")
+    state = perturbed_model(cfg).state_dict()
+    path = str(tmp_path / "older.safetensors")
+
+    def store_matcher_alpha(alpha: float) -> None:  # as files written before the key was deprecated
+        older = cfg.dump().replace("  MATCHER:\n", f"  MATCHER:\n    FOCAL_ALPHA: {alpha}\n")
+        save_safetensors(path, state, config=older, class_names=NAMES)
+
+    store_matcher_alpha(0.25)
+    with pytest.warns(FutureWarning, match="MATCHER.FOCAL_ALPHA in the config in the metadata of"):
+        assert safetensors_config(path).MODEL.CRITERION.FOCAL_ALPHA == 0.25
+    store_matcher_alpha(0.5)
+    with pytest.raises(ValueError, match=r"MATCHER.FOCAL_ALPHA \(set to 0.5 in the config in the metadata"):
+        safetensors_config(path)
+
+
 def test_convert_to_safetensors_stores_config_and_names(tmp_path):
     cfg = tiny_cfg("box_refine", "DATASETS.TEST", "[]")
     state = perturbed_model(cfg).state_dict()
