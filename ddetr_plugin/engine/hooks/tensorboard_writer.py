@@ -33,6 +33,7 @@ class TensorBoardWriter(HookBase):
         self._seen = 0
 
     def before_train(self) -> None:
+        self._close()  # a previous run of this trainer that raised left its writer open
         trainer = self.trainer
         if not (comm.is_main_process() and trainer.output_dir):
             return
@@ -51,6 +52,9 @@ class TensorBoardWriter(HookBase):
 
     def after_train(self) -> None:
         self._write_new_records()
+        self._close()
+
+    def _close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
