@@ -6,18 +6,47 @@ a host program's backend and figures are left alone.
 """
 import importlib.util
 import logging
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from ..utils.file_io import atomic_write
 
 logger = logging.getLogger(__name__)
 
 CURVES_FILE_NAME = "training_curves.png"
+TRAINING_KEYS_PLOTTED = ("total_loss", "lr")
+EVAL_KEYS_PLOTTED = ("bbox/AP", "bbox/AP50")
 Series = Dict[str, List[Tuple[int, float]]]
 
 
 def matplotlib_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
+
+
+class CurveSeries:
+    """The points the PNG draws, gathered from metrics.json records as they come.
+
+    Attributes:
+        training: "total_loss" / "lr" -> [(iteration, value)] from training records.
+        evaluation: "bbox/AP" / "bbox/AP50" -> [(iteration, value)] from evaluation records.
+    """
+
+    def __init__(self) -> None:
+        self.training: Series = {key: [] for key in TRAINING_KEYS_PLOTTED}
+        self.evaluation: Series = {key: [] for key in EVAL_KEYS_PLOTTED}
+
+    def add(self, records: Iterable[Mapping[str, Any]]) -> bool:
+        """Append the plotted values of ``records``; True when one of them brought an evaluation point."""
+        evaluated = False
+        for record in records:
+            iteration = record.get("iteration")
+            if iteration is None:
+                continue
+            for series in (self.training, self.evaluation):
+                for key, points in series.items():
+                    if record.get(key) is not None:
+                        points.append((iteration, record[key]))
+                        evaluated = evaluated or series is self.evaluation
+        return evaluated
 
 
 def plot_training_curves(

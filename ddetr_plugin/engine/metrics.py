@@ -1,4 +1,4 @@
-"""OUTPUT_DIR/metrics.json, TensorBoard events and the training-curves PNG (main process); the ETA timer.
+"""OUTPUT_DIR/metrics.json (main process) and the ETA timer.
 
 metrics.json holds one JSON object per line: training records (``iteration``,
 ``total_loss``, each loss term, ``lr``, ``time``, ``data_time``, ``eta_seconds``,
@@ -8,26 +8,22 @@ file and renames it over metrics.json, so a crash never leaves a torn line and a
 reader always sees a complete file. On resume the records after the resumed
 checkpoint (from the interrupted run) are dropped, so the file reads as one run.
 
-TensorBoard events are written when ``torch.utils.tensorboard`` imports (it needs
-the ``tensorboard`` package); the PNG when matplotlib is installed. Each missing
-extra is reported once, at start.
+Other outputs follow the records through hooks that read :attr:`MetricsWriter.records`
+(``hooks.TensorBoardWriter``, ``hooks.TrainingCurves``).
 """
 import json
 import logging
 import math
 import os
 import statistics
-import time
 from collections import deque
 from typing import Any, Deque, Dict, List, Mapping, Optional
 
 from ..utils.file_io import atomic_write
-from .curves import CURVES_FILE_NAME, Series, matplotlib_available, plot_training_curves
 
 logger = logging.getLogger(__name__)
 
 METRICS_FILE_NAME = "metrics.json"
-EVAL_KEYS_PLOTTED = ("bbox/AP", "bbox/AP50")
 
 
 def _json_value(value: Any) -> Any:
@@ -41,39 +37,19 @@ class MetricsWriter:
     """Collects metric records and writes them out on :meth:`flush`.
 
     Args:
-        output_dir: where metrics.json, the PNG and the TensorBoard events go.
+        output_dir: where metrics.json goes.
         enabled: False on processes other than the main one (everything becomes a no-op).
-        plot_interval_s: redraw the PNG at most this often (drawing it is slow); evaluation records
-            and :meth:`close` always redraw.
-        tensorboard: write TensorBoard events when the package is available.
     """
 
-    def __init__(self, output_dir: str, enabled: bool = True, plot_interval_s: float = 60.0, tensorboard: bool = True):
+    def __init__(self, output_dir: str, enabled: bool = True):
         self.enabled = enabled and bool(output_dir)
         self.path = os.path.join(output_dir, METRICS_FILE_NAME)
-        self.plot_path = os.path.join(output_dir, CURVES_FILE_NAME)
-        self.plot_interval_s = plot_interval_s
         self._lines: List[str] = []
-        self._training: Series = {"total_loss": [], "lr": []}
-        self._evaluation: Series = {key: [] for key in EVAL_KEYS_PLOTTED}
+        # parsed back from the lines, so readers see exactly what metrics.json holds (NaN as None)
+        self._records: List[Dict[str, Any]] = []
         self._dirty = False
-        self._plot_due = False
-        self._last_plot = time.monotonic()  # first drawn after plot_interval_s (or at an evaluation)
-        self._tensorboard = None
-        self._plot = False
-        if not self.enabled:
-            return
-        os.makedirs(output_dir, exist_ok=True)
-        self._plot = matplotlib_available()
-        if not self._plot:
-            logger.info("matplotlib is not installed: no %s (pip install matplotlib to get it)", CURVES_FILE_NAME)
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                logger.info("tensorboard is not installed: no TensorBoard events (pip install tensorboard)")
-            else:
-                self._tensorboard = SummaryWriter(log_dir=output_dir)
+        if self.enabled:
+            os.makedirs(output_dir, exist_ok=True)
 
     def resume(self, last_iteration: int) -> None:
         """Continue an existing metrics.json, dropping the records of iterations after ``last_iteration``."""
@@ -91,7 +67,8 @@ class MetricsWriter:
                     logger.warning("Skipping an unreadable line of %s", self.path)
                     continue
                 if record.get("iteration", -1) <= last_iteration:
-                    self._remember(record, line)
+                    self._lines.append(line)
+                    self._records.append(record)
                     kept += 1
         self._dirty = True
         logger.info("Continuing %s from iteration %d (%d records kept)", self.path, last_iteration, kept)
@@ -100,56 +77,27 @@ class MetricsWriter:
         """Add one record (it must hold "iteration"); written out at the next :meth:`flush`."""
         if not self.enabled:
             return
-        record = {key: _json_value(value) for key, value in record.items()}
-        line = json.dumps(record, sort_keys=False)
-        self._remember(record, line)
-        self._dirty = True
-        if self._tensorboard is not None:
-            iteration = record["iteration"]
-            prefix = f"{record['dataset']}/" if "dataset" in record else ""
-            for key, value in record.items():
-                if key not in ("iteration", "dataset") and isinstance(value, (int, float)) and value is not None:
-                    self._tensorboard.add_scalar(prefix + key, value, iteration)
-
-    def _remember(self, record: Mapping[str, Any], line: str) -> None:
+        line = json.dumps({key: _json_value(value) for key, value in record.items()}, sort_keys=False)
         self._lines.append(line)
-        iteration = record.get("iteration")
-        if iteration is None:
-            return
-        for key in self._training:
-            if record.get(key) is not None:
-                self._training[key].append((iteration, record[key]))
-        for key in self._evaluation:
-            if record.get(key) is not None:
-                self._evaluation[key].append((iteration, record[key]))
-                self._plot_due = True
+        self._records.append(json.loads(line))
+        self._dirty = True
 
-    def flush(self, force_plot: bool = False) -> None:
-        """Rewrite metrics.json atomically (if anything changed) and redraw the PNG when due."""
-        if not self.enabled:
+    def flush(self) -> None:
+        """Rewrite metrics.json atomically, if anything changed since the last flush."""
+        if not self.enabled or not self._dirty:
             return
-        if self._dirty:
-            text = "".join(line + "\n" for line in self._lines)
-            atomic_write(self.path, lambda f: f.write(text), binary=False)
-            self._dirty = False
-        if self._tensorboard is not None:
-            self._tensorboard.flush()
-        now = time.monotonic()
-        if self._plot and (force_plot or self._plot_due or now - self._last_plot >= self.plot_interval_s):
-            plot_training_curves(self.plot_path, self._training, self._evaluation)
-            self._last_plot = now
-            self._plot_due = False
-
-    def close(self) -> None:
-        self.flush(force_plot=True)
-        if self._tensorboard is not None:
-            self._tensorboard.close()
-            self._tensorboard = None
+        text = "".join(line + "\n" for line in self._lines)
+        atomic_write(self.path, lambda f: f.write(text), binary=False)
+        self._dirty = False
 
     @property
     def records(self) -> List[Dict[str, Any]]:
-        """Every record so far, parsed (for tests and callers that want the history)."""
-        return [json.loads(line) for line in self._lines]
+        """Every record so far (a resumed run's kept ones first), as metrics.json holds them."""
+        return self.records_since(0)
+
+    def records_since(self, start: int) -> List[Dict[str, Any]]:
+        """The records from the ``start``-th on (copies), for readers that follow the file as it grows."""
+        return [dict(record) for record in self._records[start:]]
 
 
 def current_memory_mb() -> Optional[float]:

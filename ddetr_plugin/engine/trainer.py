@@ -4,8 +4,9 @@ One iteration: next batch of this rank -> forward (under autocast when AMP is on
 processes -> backward (scaled for fp16) -> gradient norm clipped -> the ``after_backward`` hooks (the
 non-finite guard) -> optimizer step. Everything else is a hook (``engine/hooks/``), called after each
 iteration in this order: lr schedule step, EMA update, metrics record and log line every ``log_period``,
-checkpoint every ``checkpoint_period``, evaluation every ``eval_period``; after training: model_final.pth
-and a final evaluation. User hooks come after these.
+checkpoint every ``checkpoint_period``, evaluation every ``eval_period``, then the writers that follow the
+metrics records (TensorBoard events, the training-curves PNG); after training: model_final.pth and a final
+evaluation. User hooks come after these.
 
 Iterations are numbered from 0; ``model_0004999.pth`` holds the state after iteration 4999 (5000 iterations
 done). Resuming from it restarts the data stream at iteration 5000 (the sampler is deterministic in (SEED,
@@ -29,7 +30,7 @@ from ..checkpoint.checkpointer import Checkpointer, non_finite_tensors
 from ..utils import comm
 from .ema import ModelEMA
 from .hooks import (EMAHook, EvalHook, HookBase, LRSchedulerHook, MetricsLogger, NonFiniteGuard, NonFiniteLossError,
-                    PeriodicCheckpointer)
+                    PeriodicCheckpointer, TensorBoardWriter, TrainingCurves)
 from .hooks.evaluation import EvalResults
 from .metrics import MetricsWriter
 from .optimizer import build_optimizer
@@ -78,6 +79,8 @@ class Trainer(TrainerBase):
             conversions and the demo name the classes.
         final_safetensors_config: when given (the config YAML), the final weights are also written as
             ``model_final.safetensors`` with this config and the class names in its metadata.
+        writers: the hooks that turn the metrics records into other outputs, registered right after the
+            evaluation; None: ``TensorBoardWriter()`` and ``TrainingCurves()``; ``()`` leaves them out.
         hooks: more hooks, called after the trainer's own (same as :meth:`register_hooks` before ``train``).
     """
 
@@ -101,6 +104,7 @@ class Trainer(TrainerBase):
         find_unused_parameters: bool = False,
         class_names: Optional[List[str]] = None,
         final_safetensors_config: Optional[str] = None,
+        writers: Optional[Iterable[HookBase]] = None,
         hooks: Iterable[HookBase] = (),
     ):
         super().__init__()
@@ -150,6 +154,8 @@ class Trainer(TrainerBase):
             PeriodicCheckpointer(checkpoint_period, final_safetensors_config),
             EvalHook(eval_fn, eval_period) if eval_fn is not None else None,
         ])
+        # after every hook that writes records, so each sees an iteration's records in that iteration
+        self.register_hooks(writers if writers is not None else [TensorBoardWriter(), TrainingCurves()])
         self.register_hooks(hooks)
 
     @classmethod
@@ -261,7 +267,7 @@ class Trainer(TrainerBase):
             super().train()
         finally:
             self._data_iter = None
-            self.metrics.close()
+            self.metrics.flush()
         return self.last_results
 
     def after_train(self) -> None:

@@ -70,8 +70,8 @@ def fake_stream(start_iter: int, batch_size: int = 4, rank: int = 0, world_size:
 
 @pytest.fixture
 def no_plots(monkeypatch):
-    """No training-curves PNG: drawing it is slow, and test_metrics.py covers it."""
-    monkeypatch.setattr("ddetr_plugin.engine.metrics.matplotlib_available", lambda: False)
+    """No training-curves PNG: drawing it is slow, and tests/engine/hooks/test_training_curves.py covers it."""
+    monkeypatch.setattr("ddetr_plugin.engine.hooks.training_curves.matplotlib_available", lambda: False)
 
 
 def make_trainer(output_dir, max_iter=6, stream=None, seed=0, **kwargs) -> Trainer:

@@ -6,7 +6,7 @@ import torch
 
 from ddetr_plugin.engine import BestCheckpointer, EarlyStop, HookBase
 from ddetr_plugin.engine.hooks import (EMAHook, EvalHook, LRSchedulerHook, MetricsLogger, MetricTracker,
-                                       NonFiniteGuard, PeriodicCheckpointer)
+                                       NonFiniteGuard, PeriodicCheckpointer, TensorBoardWriter, TrainingCurves)
 
 from tests._support.fake_training import make_trainer, read_metrics
 
@@ -66,7 +66,8 @@ def test_default_hooks_come_first_in_the_order_of_their_effects(tmp_path):
     trainer = make_trainer(tmp_path, ema_decay=0.9, eval_fn=scripted_eval([1.0]))
     trainer.register_hooks([user])
     assert [type(hook) for hook in trainer.hooks] == [
-        LRSchedulerHook, EMAHook, NonFiniteGuard, MetricsLogger, PeriodicCheckpointer, EvalHook, Recorder]
+        LRSchedulerHook, EMAHook, NonFiniteGuard, MetricsLogger, PeriodicCheckpointer, EvalHook, TensorBoardWriter,
+        TrainingCurves, Recorder]
     assert user.trainer.max_iter == trainer.max_iter
     with pytest.raises(TypeError, match="HookBase instances, got function"):
         trainer.register_hooks([lambda: None])

@@ -1,14 +1,11 @@
-"""metrics.json (atomic rewrite, resume), the training-curves PNG and its graceful absence."""
+"""metrics.json (atomic rewrite, resume, the records readers follow) and the ETA timer."""
 import json
-import logging
 import os
-import sys
 
 import pytest
 
 from ddetr_plugin.engine import MetricsWriter
 from ddetr_plugin.engine.metrics import IterationTimer
-from ddetr_plugin.engine.curves import CURVES_FILE_NAME
 
 
 def _lines(path):
@@ -17,7 +14,7 @@ def _lines(path):
 
 
 def test_records_are_json_lines_and_nan_becomes_null(tmp_path):
-    writer = MetricsWriter(str(tmp_path), tensorboard=False)
+    writer = MetricsWriter(str(tmp_path))
     writer.write({"iteration": 0, "total_loss": 1.5, "lr": 1e-4})
     writer.write({"iteration": 0, "dataset": "val", "bbox/AP": 50.0, "bbox/APl": float("nan")})
     writer.flush()
@@ -28,11 +25,11 @@ def test_records_are_json_lines_and_nan_becomes_null(tmp_path):
 
 
 def test_resume_drops_records_after_the_checkpoint(tmp_path):
-    writer = MetricsWriter(str(tmp_path), tensorboard=False)
+    writer = MetricsWriter(str(tmp_path))
     for iteration in range(6):
         writer.write({"iteration": iteration, "total_loss": float(iteration)})
     writer.flush()
-    resumed = MetricsWriter(str(tmp_path), tensorboard=False)
+    resumed = MetricsWriter(str(tmp_path))
     resumed.resume(3)
     resumed.write({"iteration": 4, "total_loss": 40.0})
     resumed.flush()
@@ -41,7 +38,7 @@ def test_resume_drops_records_after_the_checkpoint(tmp_path):
 
 
 def test_a_crash_while_writing_leaves_the_previous_file(tmp_path, monkeypatch):
-    writer = MetricsWriter(str(tmp_path), tensorboard=False)
+    writer = MetricsWriter(str(tmp_path))
     writer.write({"iteration": 0, "total_loss": 1.0})
     writer.flush()
     writer.write({"iteration": 1, "total_loss": 2.0})
@@ -60,35 +57,37 @@ def test_a_crash_while_writing_leaves_the_previous_file(tmp_path, monkeypatch):
     assert len(_lines(tmp_path / "metrics.json")) == 2
 
 
+def test_records_read_as_the_file_and_follow_it_after_resume(tmp_path):
+    writer = MetricsWriter(str(tmp_path))
+    for iteration in range(4):
+        writer.write({"iteration": iteration, "total_loss": float(iteration), "lr": float("inf")})
+    writer.flush()
+    assert writer.records == _lines(tmp_path / "metrics.json")
+    assert writer.records[0] == {"iteration": 0, "total_loss": 0.0, "lr": None}
+    writer.records_since(0)[0]["total_loss"] = 99.0  # a copy: the writer's history is unchanged
+    assert writer.records[0]["total_loss"] == 0.0
+    resumed = MetricsWriter(str(tmp_path))
+    resumed.resume(1)
+    kept = len(resumed.records)
+    resumed.write({"iteration": 2, "dataset": "val", "bbox/AP": 5.0})
+    assert kept == 2
+    assert resumed.records_since(kept) == [{"iteration": 2, "dataset": "val", "bbox/AP": 5.0}]
+
+
 def test_disabled_writer_writes_nothing(tmp_path):
     writer = MetricsWriter(str(tmp_path), enabled=False)
     writer.write({"iteration": 0, "total_loss": 1.0})
-    writer.close()
+    writer.flush()
     assert os.listdir(tmp_path) == []
+    assert writer.records == []
 
 
-def test_curves_png_is_drawn(tmp_path):
-    pytest.importorskip("matplotlib")
-    writer = MetricsWriter(str(tmp_path), tensorboard=False)
-    for iteration in range(5):
-        writer.write({"iteration": iteration, "total_loss": 5.0 - iteration, "lr": 1e-4})
-    writer.write({"iteration": 4, "dataset": "val", "bbox/AP": 10.0, "bbox/AP50": 20.0})
-    writer.flush()  # an evaluation record makes a redraw due
-    path = tmp_path / CURVES_FILE_NAME
-    with open(path, "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-
-
-def test_without_matplotlib_the_png_is_skipped_with_one_info_line(tmp_path, monkeypatch, caplog):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
-    with caplog.at_level(logging.INFO, logger="ddetr_plugin.engine.metrics"):
-        writer = MetricsWriter(str(tmp_path), tensorboard=False)
-        writer.write({"iteration": 0, "total_loss": 1.0})
-        writer.write({"iteration": 0, "dataset": "val", "bbox/AP": 1.0})
-        writer.close()
-    assert not (tmp_path / CURVES_FILE_NAME).exists()
-    assert caplog.text.count("matplotlib is not installed") == 1
-    assert len(_lines(tmp_path / "metrics.json")) == 2
+def test_only_metrics_json_is_written(tmp_path):
+    writer = MetricsWriter(str(tmp_path))
+    writer.write({"iteration": 0, "total_loss": 1.0})
+    writer.write({"iteration": 0, "dataset": "val", "bbox/AP": 1.0})
+    writer.flush()
+    assert os.listdir(tmp_path) == ["metrics.json"]  # TensorBoard and the PNG are hooks now
 
 
 def test_eta_leaves_out_the_slow_first_iterations():
