@@ -4,6 +4,7 @@
     python tools/benchmark_model.py [--variant plain|box_refine|two_stage] [--compare-hf]
         [--device cpu|cuda|all] [--threads N] [--repeats R] [--profile]
         [--batch-sizes 1 4] [--precisions fp32 bf16] [--json PATH]
+    python tools/benchmark_model.py --compare-cpu-fast-paths [--variant ...] [--threads N] [--repeats R]
 
 - inference: ResNet-50 at 800x1066, batch 1 (or each of --batch-sizes), the network alone
   (``forward_raw`` here, ``DeformableDetrForObjectDetection.forward`` for HF), under
@@ -25,6 +26,10 @@ process; they are printed with the load average). On a machine whose cores are b
 other work, OpenMP's default spin-waiting at each operator's barrier inflates multi-thread
 CPU times many times over: run with OMP_WAIT_POLICY=PASSIVE there, or on an idle machine.
 --profile prints where our inference spends its CPU time (torch.profiler, top operators).
+
+--compare-cpu-fast-paths times our model with MODEL.CPU_FAST_PATHS on and off (the same weights,
+two models in this process, runs alternating), fp32 on the CPU, and prints the off / on ratios
+and the largest inference output difference.
 """
 import argparse
 import contextlib
@@ -73,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=["fp32"],
                         help="fp32, or bf16 autocast")
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--compare-cpu-fast-paths", action="store_true",
+                        help="time MODEL.CPU_FAST_PATHS on against off instead (CPU, fp32)")
     return parser.parse_args(argv)
 
 
@@ -244,6 +251,43 @@ def table_rows(rows: List[Dict]) -> List[List[str]]:
     return cells
 
 
+def compare_cpu_fast_paths(variant: str, repeats: int) -> List[List[str]]:
+    """Rows [what, on s, off s, off / on, max diff]: inference and training step, fast paths on and off."""
+    cfg = load_config(os.path.join(CONFIGS, VARIANT_CONFIGS[variant]), ["MODEL.DEVICE", "cpu"])
+    on = build_model(cfg).eval()
+    off = build_model(load_config(os.path.join(CONFIGS, VARIANT_CONFIGS[variant]),
+                                  ["MODEL.DEVICE", "cpu", "MODEL.CPU_FAST_PATHS", False])).eval()
+    off.load_state_dict(on.state_dict())
+    if not on.cpu_fast_paths:
+        raise SystemExit("the CPU fast paths are off in this environment (DDETR_CPU_FAST_PATHS): nothing to compare")
+    images, padding_mask = inference_inputs("cpu")
+    with torch.no_grad():
+        outputs = [model.forward_raw(images, padding_mask) for model in (on, off)]
+        inference = alternating_medians([lambda m=m: m.forward_raw(images, padding_mask) for m in (on, off)], repeats)
+    max_diff = max((outputs[0][key] - outputs[1][key]).abs().max().item() for key in ("pred_logits", "pred_boxes"))
+    batch = training_batch("cpu")[0]
+    steps = [train_step_fn(model.train(), lambda m=model: sum(m(batch).values())) for model in (on, off)]
+    training = alternating_medians(steps, repeats)
+    return [[f"inference bs1 {INFERENCE_SIZE[0]}x{INFERENCE_SIZE[1]}", f"{inference[0]:.4f}", f"{inference[1]:.4f}",
+             f"{inference[1] / inference[0]:.2f}", f"{max_diff:.2e}"],
+            [f"train step bs{TRAIN_BATCH} {TRAIN_SIZE[0]}x{TRAIN_SIZE[1]}", f"{training[0]:.4f}",
+             f"{training[1]:.4f}", f"{training[1] / training[0]:.2f}", "—"]]
+
+
+def alternating_medians(functions: List[Callable[[], None]], repeats: int) -> List[float]:
+    """The median seconds of each function, run in turn ``repeats`` times after one warm-up each (so that
+    drifts of the machine touch every one alike)."""
+    for function in functions:
+        function()
+    times: List[List[float]] = [[] for _ in functions]
+    for _ in range(repeats):
+        for function, measured in zip(functions, times):
+            start = time.perf_counter()
+            function()
+            measured.append(time.perf_counter() - start)
+    return [statistics.median(measured) for measured in times]
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -253,6 +297,10 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {args.threads} threads, variant {args.variant}, "
           f"env: {runtime or 'none (OpenMP and glibc malloc defaults)'}, "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    if args.compare_cpu_fast_paths:
+        print(markdown_table(["what", "fast paths on s", "off s", "off / on", "max diff"],
+                             compare_cpu_fast_paths(args.variant, args.repeats)))
+        return 0
     ours, hf = build_models(args.variant, args.compare_hf)
     rows = []
     for device in devices:
